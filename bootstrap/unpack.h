@@ -1,0 +1,37 @@
+/* Safe extraction of a zip into a directory. The only user of zip.h. */
+#ifndef CB_UNPACK_H
+#define CB_UNPACK_H
+
+#include <stdint.h>
+
+#include "../cache/cache.h"
+
+struct cb_unpack_options {
+	int zip_fd;            /* a seekable zip; the caller owns it (it is dup'ed) */
+	int dest_fd;           /* an empty directory; the caller owns it */
+	const char *dest_path; /* its path, for messages */
+	uint64_t max_size_bytes; /* refuse (CB_E_ZIP) when the entries' total size exceeds this; 0: no cap */
+	uint64_t free_bytes; /* refuse (CB_E_SPACE) when the total exceeds this, saying how much is
+				    needed and free; 0: do not check */
+};
+
+struct cb_unpack_result {
+	uint64_t files;          /* regular files created */
+	uint64_t dirs;           /* directories created */
+	uint64_t symlinks;       /* symlinks created */
+	uint64_t unpacked_bytes; /* bytes written */
+};
+
+/*
+ * Extracts every entry under dest_fd: regular files, directories, and
+ * symlinks whose target stays inside. Keeps exec bits, drops setuid, setgid,
+ * sticky and group/world write. Refuses absolute names, "..", empty or NUL
+ * names, backslashes, names that collide with the marker, and entries whose
+ * data does not match their declared size or CRC. Never writes outside
+ * dest_fd. Errors: CB_E_ZIP (the message names the entry and the rule),
+ * CB_E_SPACE, CB_E_IO, CB_E_NOMEM.
+ */
+enum cb_status cb_unpack_zip(const struct cb_unpack_options *opts, struct cb_unpack_result *res,
+			     struct cb_error *err);
+
+#endif
