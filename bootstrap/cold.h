@@ -22,6 +22,13 @@ struct cb_install_request {
 	uint64_t max_size_bytes;            /* cap on the unpacked size; 0: the free space */
 	int64_t deadline_ms;                /* cb_clock_now_ms() by which the cold path gives up */
 	enum cb_log_level log_level;
+	/*
+	 * Called when the bundle needs more room than is free: frees what it can
+	 * (older bundles) and returns the free bytes afterwards in *free_bytes.
+	 */
+	enum cb_status (*make_room)(void *ctx, uint64_t needed_bytes, uint64_t *free_bytes,
+				    struct cb_error *err);
+	void *make_room_ctx;
 };
 
 struct cb_install_result {

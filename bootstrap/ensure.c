@@ -3,6 +3,19 @@
 #include <string.h>
 #include <unistd.h>
 
+struct room_ctx {
+	struct cb_cache *cache;
+	const struct cb_checksum *keep;
+};
+
+static enum cb_status make_room(void *ctx_ptr, uint64_t needed_bytes, uint64_t *free_bytes,
+				struct cb_error *err)
+{
+	struct room_ctx *ctx = ctx_ptr;
+
+	return cb_cache_evict(ctx->cache, ctx->keep, needed_bytes, free_bytes, err);
+}
+
 /* Installs into staging/<digest> and publishes it. Called with the lock held. */
 static enum cb_status install_and_publish(struct cb_cache *cache, const struct cb_config *cfg,
 					  int64_t deadline_ms, struct cb_ensure_result *res,
@@ -10,6 +23,7 @@ static enum cb_status install_and_publish(struct cb_cache *cache, const struct c
 {
 	const struct cb_cold_ops *ops = NULL;
 	struct cb_install_request req;
+	struct room_ctx room = {cache, &cfg->checksum};
 	struct cb_marker marker;
 	char staging_path[PATH_MAX];
 	enum cb_status status;
@@ -31,6 +45,8 @@ static enum cb_status install_and_publish(struct cb_cache *cache, const struct c
 	req.max_size_bytes = cfg->max_size_bytes;
 	req.deadline_ms = deadline_ms;
 	req.log_level = cfg->log_level;
+	req.make_room = make_room;
+	req.make_room_ctx = &room;
 	status = ops->install(&req, &res->install, err);
 	if (status != CB_OK)
 		goto out;
@@ -65,6 +81,27 @@ out:
 	return status;
 }
 
+/*
+ * A start killed between publishing and the symlink swap leaves current
+ * missing or stale; one readlink on the warm path notices and mends it.
+ */
+static enum cb_status repair_current(struct cb_cache *cache, const struct cb_config *cfg,
+				     struct cb_ensure_result *res, struct cb_error *err)
+{
+	char current[PATH_MAX];
+	enum cb_status status;
+
+	cb_cache_current(cache, current, sizeof(current));
+	if (strncmp(current, "bundles/", 8) == 0 && strcmp(current + 8, cfg->checksum.hex) == 0)
+		return CB_OK;
+	status = cb_lock_acquire(cache, cfg->lock_timeout_ms, &res->lock_wait_ms, err);
+	if (status != CB_OK)
+		return status;
+	status = cb_cache_point_current(cache, &cfg->checksum, err);
+	cb_lock_release(cache);
+	return status;
+}
+
 enum cb_status cb_ensure_bundle(const struct cb_config *cfg, struct cb_ensure_result *res,
 				struct cb_error *err)
 {
@@ -92,6 +129,7 @@ enum cb_status cb_ensure_bundle(const struct cb_config *cfg, struct cb_ensure_re
 		goto out;
 	if (state == CB_BUNDLE_PUBLISHED) {
 		res->outcome = CB_OUTCOME_REUSE;
+		status = repair_current(&cache, cfg, res, err);
 		goto out;
 	}
 

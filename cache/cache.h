@@ -170,6 +170,18 @@ enum cb_status cb_cache_each_bundle(struct cb_cache *cache,
 /* Writes the target of current (e.g. "bundles/<digest>") to out, or "" when absent. */
 void cb_cache_current(struct cb_cache *cache, char *out, size_t out_size);
 
+/*
+ * Makes room for needed_bytes: removes published bundles other than keep and
+ * the one current points at, oldest first, until the cache's file system has
+ * needed_bytes free. *free_bytes gets the free space afterwards. Call with the
+ * lock held. Errors: CB_E_IO.
+ */
+enum cb_status cb_cache_evict(struct cb_cache *cache, const struct cb_checksum *keep,
+			      uint64_t needed_bytes, uint64_t *free_bytes, struct cb_error *err);
+
+/* Free bytes on the cache's file system (statvfs), or 0 when unknown. */
+uint64_t cb_cache_free_bytes(struct cb_cache *cache);
+
 /* Removes a directory tree below dir_fd without following symlinks. */
 enum cb_status cb_rmtree_at(int dir_fd, const char *name, struct cb_error *err);
 

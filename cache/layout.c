@@ -228,8 +228,14 @@ enum cb_status cb_cache_point_current(struct cb_cache *cache, const struct cb_ch
 		if (strcmp(seen, target) == 0)
 			return CB_OK;
 	}
-	/* A new link under a private name, then one rename: readers see old or new. */
-	snprintf(tmp, sizeof(tmp), "current.%ld.tmp", (long)getpid());
+	/*
+	 * A new link under a private name in staging/ (so a kill leaves nothing
+	 * outside staging/), then one rename: readers see the old or the new.
+	 */
+	if (mkdirat(cache->root_fd, "staging", 0700) != 0 && errno != EEXIST)
+		return cb_error_set(err, errno == ENOSPC ? CB_E_SPACE : CB_E_IO, errno,
+				    "cannot create %s/staging: %s", cache->root, strerror(errno));
+	snprintf(tmp, sizeof(tmp), "staging/current.%ld.tmp", (long)getpid());
 	(void)unlinkat(cache->root_fd, tmp, 0);
 	if (symlinkat(target, cache->root_fd, tmp) != 0)
 		return cb_error_set(err, errno == ENOSPC ? CB_E_SPACE : CB_E_IO, errno,
