@@ -689,11 +689,14 @@ enum cb_status cb_fetch_to_sink(const struct cb_fetch_options *opts, struct cb_s
 	unsigned failures = 0;
 	unsigned connect_failures = 0;
 	uint32_t attempts = 0;
+	struct cb_error why; /* the last attempt's failure, reported only if we give up */
 	const char *reason;
+	size_t used;
 	CURLcode rc;
 
 	memset(res, 0, sizeof(*res));
 	memset(&st, 0, sizeof(st));
+	cb_error_init(&why);
 	st.opts = opts;
 	st.sink = sink;
 	rng = (uint64_t)cb_clock_wall_ms() * UINT64_C(0x9E3779B97F4A7C15);
@@ -747,10 +750,10 @@ enum cb_status cb_fetch_to_sink(const struct cb_fetch_options *opts, struct cb_s
 	for (;;) {
 		remaining_ms = opts->deadline_ms > 0 ? opts->deadline_ms - now_ms() : INT64_MAX;
 		if (remaining_ms <= 0) {
-			if (attempts == 0)
-				cb_error_set(err, CB_E_DOWNLOAD, 0,
-					     "%s: the deadline passed before it began", prefix);
-			status = CB_E_DOWNLOAD;
+			if (attempts > 0)
+				goto give_up;
+			status = cb_error_set(err, CB_E_DOWNLOAD, 0,
+					      "%s: the deadline passed before it began", prefix);
 			goto out;
 		}
 		attempts++;
@@ -796,13 +799,15 @@ enum cb_status cb_fetch_to_sink(const struct cb_fetch_options *opts, struct cb_s
 			st.status = code;
 		}
 		res->http_status = st.scheme == FETCH_FILE ? 0 : st.status;
-		verdict = judge_attempt(&st, req, rc, errbuf, prefix, err);
+		cb_error_init(&why);
+		verdict = judge_attempt(&st, req, rc, errbuf, prefix, &why);
 		if (verdict == VERDICT_DONE) {
 			status = CB_OK;
 			break;
 		}
 		if (verdict == VERDICT_FAIL) {
-			status = err->code;
+			*err = why;
+			status = why.code;
 			goto out;
 		}
 		if (verdict == VERDICT_RETRY_NOW) {
@@ -818,10 +823,8 @@ enum cb_status cb_fetch_to_sink(const struct cb_fetch_options *opts, struct cb_s
 		if (curl_code_is_connect(rc))
 			connect_failures++;
 		if (attempts >= FETCH_MAX_ATTEMPTS || failures >= FETCH_MAX_FAILURES_IN_A_ROW ||
-		    connect_failures >= FETCH_MAX_CONNECT_FAILURES) {
-			status = CB_E_DOWNLOAD;
-			goto out;
-		}
+		    connect_failures >= FETCH_MAX_CONNECT_FAILURES)
+			goto give_up;
 		/* Without an ETag a partial body cannot be resumed safely. */
 		if (verdict == VERDICT_RETRY && st.have_bytes > 0 && st.have_etag[0] == '\0') {
 			status = restart_sink(&st, err);
@@ -837,43 +840,41 @@ enum cb_status cb_fetch_to_sink(const struct cb_fetch_options *opts, struct cb_s
 		remaining_ms = opts->deadline_ms > 0 ? opts->deadline_ms - now_ms() : INT64_MAX;
 		if (wait_ms >= remaining_ms && verdict == VERDICT_RETRY && st.retry_after_s >= 0) {
 			/* Sleeping past the deadline only to fail then helps nobody. */
-			size_t used = strlen(err->message);
-			snprintf(err->message + used, sizeof(err->message) - used,
+			used = strlen(why.message);
+			snprintf(why.message + used, sizeof(why.message) - used,
 				 "; the server asked to retry after %ld s, past the deadline",
 				 st.retry_after_s);
-			status = CB_E_DOWNLOAD;
-			goto out;
+			goto give_up;
 		}
 		if (wait_ms >= remaining_ms) {
 			/* Our own backoff may shrink to leave room for one more attempt. */
-			if (remaining_ms <= 2 * FETCH_BACKOFF_BASE_MS) {
-				status = CB_E_DOWNLOAD;
-				goto out;
-			}
+			if (remaining_ms <= 2 * FETCH_BACKOFF_BASE_MS)
+				goto give_up;
 			wait_ms = (int64_t)(jitter_next(&rng) % (uint64_t)(remaining_ms / 2));
 		}
-		reason = err->message;
+		reason = why.message;
 		if (strncmp(reason, prefix, strlen(prefix)) == 0 && reason[strlen(prefix)] == ':')
 			reason += strlen(prefix) + 2;
 		cb_log(CB_LOG_INFO, "attempt %u for %s failed (%s); retrying in %lld ms", attempts,
 		       req->url_text, reason, (long long)wait_ms);
 		sleep_ms(wait_ms);
 	}
+	cb_log(CB_LOG_INFO, "downloaded %s: %llu bytes in %lld ms, %u attempt%s", req->url_text,
+	       (unsigned long long)st.have_bytes, (long long)(now_ms() - started_ms), attempts,
+	       attempts == 1 ? "" : "s");
+	goto out;
 
+give_up:
+	/* Something transient did not go away: report the last reason and how hard we tried. */
+	*err = why;
+	used = strlen(err->message);
+	snprintf(err->message + used, sizeof(err->message) - used,
+		 " (gave up after %u attempt%s in %lld ms)", attempts, attempts == 1 ? "" : "s",
+		 (long long)(now_ms() - started_ms));
+	status = CB_E_DOWNLOAD;
 out:
 	res->attempts = attempts;
 	res->bytes = st.have_bytes;
-	if (status == CB_OK) {
-		cb_log(CB_LOG_INFO, "downloaded %s: %llu bytes in %lld ms, %u attempt%s",
-		       req->url_text, (unsigned long long)st.have_bytes,
-		       (long long)(now_ms() - started_ms), attempts, attempts == 1 ? "" : "s");
-	} else if (status == CB_E_DOWNLOAD && attempts > 0 && verdict != VERDICT_FAIL) {
-		/* Gave up on something transient: say how hard we tried. */
-		size_t used = strlen(err->message);
-		snprintf(err->message + used, sizeof(err->message) - used,
-			 " (gave up after %u attempt%s in %lld ms)", attempts,
-			 attempts == 1 ? "" : "s", (long long)(now_ms() - started_ms));
-	}
 	if (status != CB_OK && req != NULL && attempts > 0)
 		cb_log(CB_LOG_INFO, "download of %s: %u attempt%s, %lld ms", req->url_text,
 		       attempts, attempts == 1 ? "" : "s", (long long)(now_ms() - started_ms));

@@ -160,6 +160,9 @@ static size_t count_lines(const char *text)
 static void expect_body(struct run *r, size_t size)
 {
 	assert_int_equal(r->status, CB_OK);
+	/* A success after failed attempts leaves no error behind for the caller to trip on. */
+	assert_int_equal(r->err.code, CB_OK);
+	assert_string_equal(r->err.message, "");
 	assert_int_equal(r->sink.size, size);
 	assert_int_equal(r->res.bytes, size);
 	assert_true(is_pattern(r->sink.data, r->sink.size));
