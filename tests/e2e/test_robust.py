@@ -197,6 +197,29 @@ def test_sigkill_at_every_kth_call_then_restart():
     check(total_points >= 50, "too few kill points: %d" % total_points)
 
 
+def test_enospc_while_writing_cleans_up_and_exits_7():
+    if not cbtest.strace_available():
+        raise Skip("strace is not installed or cannot trace here")
+    src, zip_path, checksum = small_bundle("nospc")
+    url = "file://" + zip_path
+    work = cbtest.fresh_dir("nospc")
+    total = count_calls(os.path.join(work, "probe"), url, checksum, "write", work)
+    check(total >= 4, "a cold start makes several writes (%d)" % total)
+    # Early (the download), middle and late (the unpack) writes.
+    for n in sorted({1, total // 2, total - 1}):
+        cache = os.path.join(work, "cache-%d" % n)
+        proc = cbtest.run(["strace", "-f", "-qq", "-o", os.devnull, "-e", "trace=write",
+                           "-e", "inject=write:error=ENOSPC:when=%d" % n, cbtest.COLDBOOT,
+                           "ensure", "--url", url, "--checksum", checksum, "--dir", cache],
+                          env=cbtest.base_env())
+        check_exit(proc, 7, "ENOSPC at write #%d" % n)
+        check("space" in proc.stderr.lower(), "message mentions space: %r" % proc.stderr)
+        check_equal(published(cache), [], "published after ENOSPC at write #%d" % n)
+        check_equal(leftovers(cache), [], "staging leftovers after ENOSPC at write #%d" % n)
+        check_exit(ensure(cache, url, checksum), 0, "the start after ENOSPC")
+        check(check_complete_or_absent(cache, src, checksum, "after ENOSPC"), "not published")
+
+
 # ---- damaged state ----
 
 
