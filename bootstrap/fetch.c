@@ -587,6 +587,9 @@ static enum fetch_verdict judge_attempt(struct fetch_state *st, const struct fet
 		break;
 	}
 
+	/* Replies without a body (a 3xx without Location, a 204, an empty 412...) end here. */
+	if (rc == CURLE_OK && !st->body_started && begin_body(st) != 0)
+		return judge_attempt(st, req, CURLE_WRITE_ERROR, errbuf, prefix, err);
 	if (st->scheme != FETCH_FILE && st->body_started && !st->body_to_sink) {
 		if (st->status == 412) {
 			/* If-Match failed: the object changed since the first bytes. */
@@ -598,13 +601,6 @@ static enum fetch_verdict judge_attempt(struct fetch_state *st, const struct fet
 		return status_is_retryable(st->status) ? VERDICT_RETRY : VERDICT_FAIL;
 	}
 	if (rc == CURLE_OK) {
-		/* Statuses without a body (a 3xx without Location, 304, 1xx...) end here. */
-		if (!st->body_started && begin_body(st) != 0)
-			return judge_attempt(st, req, CURLE_WRITE_ERROR, errbuf, prefix, err);
-		if (!st->body_to_sink) {
-			describe_http_error(st, req, prefix, err);
-			return status_is_retryable(st->status) ? VERDICT_RETRY : VERDICT_FAIL;
-		}
 		/* curl checks Content-Length too; this also covers the 206's Content-Range. */
 		if (st->scheme != FETCH_FILE &&
 		    ((st->content_length >= 0 && st->attempt_bytes != (uint64_t)st->content_length) ||
@@ -848,7 +844,7 @@ enum cb_status cb_fetch_to_sink(const struct cb_fetch_options *opts, struct cb_s
 		}
 		if (wait_ms >= remaining_ms) {
 			/* Our own backoff may shrink to leave room for one more attempt. */
-			if (remaining_ms <= 2 * FETCH_BACKOFF_BASE_MS)
+			if (remaining_ms <= (int64_t)2 * FETCH_BACKOFF_BASE_MS)
 				goto give_up;
 			wait_ms = (int64_t)(jitter_next(&rng) % (uint64_t)(remaining_ms / 2));
 		}

@@ -302,7 +302,7 @@ static void xml_element(const char *body, size_t body_size, const char *tag, cha
 		len = out_size - 1;
 	for (size_t i = 0; i < len; i++) {
 		unsigned char c = (unsigned char)start[i];
-		out[i] = c < 0x20 || c == 0x7f ? ' ' : (char)c;
+		out[i] = (char)(c < 0x20 || c == 0x7f ? ' ' : c);
 	}
 	out[len] = '\0';
 }

@@ -401,6 +401,31 @@ static void test_connection_refused(void **state)
 	mem_free(&r.sink);
 }
 
+/* TLS is always verified: a self-signed certificate is refused, at once and for good. */
+static void test_untrusted_tls_refused(void **state)
+{
+	char server_path[4096];
+	char url[128];
+	const char *src = getenv("CB_TEST_SRC");
+	const char *const argv[] = {"python3",       server_path, "--tls-self-signed",
+				    "--max-seconds", "60",        NULL};
+	struct cb_test_server tls = {.pid = -1};
+	struct run r = {0};
+
+	(void)state;
+	snprintf(server_path, sizeof(server_path), "%s/servers/fault_server.py",
+		 src != NULL ? src : "tests");
+	assert_int_equal(cb_test_server_start(argv, 30000, &tls), 0);
+	snprintf(url, sizeof(url), "https://127.0.0.1:%d/gen/1000", tls.port);
+	fetch_url(&r, url, 10000, 0, 0);
+	cb_test_server_stop(&tls);
+	assert_int_equal(r.status, CB_E_DOWNLOAD);
+	assert_int_equal(r.res.attempts, 1);
+	assert_int_equal(r.sink.size, 0);
+	assert_non_null(strstr(r.err.message, "TLS certificate is not trusted"));
+	mem_free(&r.sink);
+}
+
 static void test_deadline_already_passed(void **state)
 {
 	struct run r = {0};
@@ -690,6 +715,7 @@ int main(void)
 		cmocka_unit_test(test_secrets_never_in_messages),
 		cmocka_unit_test(test_sink_error_propagates),
 		cmocka_unit_test(test_connection_refused),
+		cmocka_unit_test(test_untrusted_tls_refused),
 		cmocka_unit_test(test_deadline_already_passed),
 		cmocka_unit_test(test_cut_resumes),
 		cmocka_unit_test(test_cut_every_response),

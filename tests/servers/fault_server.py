@@ -43,6 +43,9 @@ that wants fresh state adds an `id/<anything>/` segment):
     big-error/<CODE>        status CODE with a 1 MiB body
     huge-length             a 200 that announces Content-Length 2^40 and sends little
 
+With --tls-self-signed it speaks HTTPS with a fresh self-signed certificate
+(made by the openssl command), which a client that verifies TLS must refuse.
+
 With --proxy-to PORT every other request is forwarded, headers and all, to
 127.0.0.1:PORT (e.g. a local S3, so signatures are checked upstream), and the
 first response for each path is cut after --proxy-cut N body bytes.
@@ -59,8 +62,11 @@ import os
 import re
 import signal
 import socket
+import ssl
 import struct
+import subprocess
 import sys
+import tempfile
 import threading
 import time
 
@@ -374,6 +380,7 @@ def main():
     parser.add_argument("--max-seconds", type=float, default=120.0)
     parser.add_argument("--proxy-to", type=int)
     parser.add_argument("--proxy-cut", type=int)
+    parser.add_argument("--tls-self-signed", action="store_true")
     args = parser.parse_args()
 
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
@@ -385,6 +392,16 @@ def main():
     server.requests = {}
     server.proxy_to = args.proxy_to
     server.proxy_cut = args.proxy_cut
+    if args.tls_self_signed:
+        with tempfile.TemporaryDirectory() as tmp:
+            cert, key = os.path.join(tmp, "cert.pem"), os.path.join(tmp, "key.pem")
+            subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                            "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+                            "-keyout", key, "-out", cert], check=True, timeout=60,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(cert, key)
+        server.socket = context.wrap_socket(server.socket, server_side=True)
 
     def stop(*_):
         threading.Thread(target=server.shutdown, daemon=True).start()
