@@ -58,6 +58,17 @@ struct record {
 	unsigned char has_start;
 };
 
+/* A container's lifetime record ("outcome":"shutdown"), written by the extension at SHUTDOWN. */
+struct lifetime {
+	int64_t ts_ms; /* -1 when unknown */
+	int64_t alive_ms;
+	uint64_t invocations;
+	uint64_t downloads;
+	uint32_t container; /* index into containers, or NONE */
+	uint32_t reason;    /* index into reasons, or NONE */
+	unsigned char has_downloads;
+};
+
 /* Interned strings: an arena of NUL-terminated strings and an open-addressing index. */
 struct strtab {
 	char *arena;
@@ -91,6 +102,11 @@ struct stats {
 	uint64_t duplicates;
 	uint64_t duplicate_reports;
 	uint64_t unnamed_kinds;
+	struct lifetime *lifetimes;
+	size_t lifetime_count;
+	size_t lifetime_capacity;
+	struct strtab reasons;
+	uint64_t duplicate_lifetimes;
 	char *scratch[MESSAGE_DEPTH_MAX]; /* decoded messages, one per nesting level */
 	enum cb_status failed;            /* set when reading must stop */
 	char failure[CB_ERROR_MESSAGE_MAX + 64];
@@ -233,6 +249,7 @@ static int stats_init(struct stats *st, size_t max_records)
 	st->streams.max_count = max_records;
 	st->kinds.max_count = ERROR_KINDS_MAX;
 	st->request_ids.max_count = max_records;
+	st->reasons.max_count = ERROR_KINDS_MAX;
 	for (int i = 0; i < MESSAGE_DEPTH_MAX; i++) {
 		st->scratch[i] = malloc(LINE_MAX_BYTES + 1);
 		if (st->scratch[i] == NULL)
@@ -250,6 +267,8 @@ static void stats_free(struct stats *st)
 	strtab_free(&st->streams);
 	strtab_free(&st->kinds);
 	strtab_free(&st->request_ids);
+	strtab_free(&st->reasons);
+	free(st->lifetimes);
 	for (int i = 0; i < MESSAGE_DEPTH_MAX; i++)
 		free(st->scratch[i]);
 }
@@ -409,6 +428,131 @@ static void append_record(struct stats *st, const struct record *r)
 	st->records[st->count++] = *r;
 }
 
+/* Reads a number of seconds ("alive_s": 1800.5) as milliseconds. */
+static int member_seconds_ms(const struct cb_stats_json_value *obj, const char *key, int64_t *out)
+{
+	struct cb_stats_json_value v;
+	char text[64];
+	size_t len;
+	char *end;
+	double seconds;
+
+	if (cb_stats_json_member(obj, key, &v) != 0 || v.type != CB_STATS_JSON_NUMBER)
+		return -1;
+	len = (size_t)(v.end - v.begin);
+	if (len >= sizeof(text))
+		return -1;
+	memcpy(text, v.begin, len);
+	text[len] = '\0';
+	seconds = strtod(text, &end);
+	if (*end != '\0' || !(seconds >= 0 && seconds < 9.2e15))
+		return -1;
+	*out = (int64_t)(seconds * 1000.0 + 0.5);
+	return 0;
+}
+
+static int64_t record_time(const struct cb_stats_json_value *obj, int64_t event_ts_ms)
+{
+	struct cb_stats_json_value v;
+	struct cb_stats_json_value aws;
+	char text[64];
+	int64_t n;
+
+	if (cb_stats_json_member(obj, "ts", &v) == 0 &&
+	    cb_stats_json_string(&v, text, sizeof(text), NULL) == 0 && parse_rfc3339(text, &n) == 0)
+		return n;
+	if (cb_stats_json_member(obj, "_aws", &aws) == 0 && member_i64(&aws, "Timestamp", &n) == 0)
+		return n;
+	return event_ts_ms;
+}
+
+/*
+ * Reads the "container" member: 1 with *index set (NONE for null), 0 when it
+ * is missing or not a container id of ours, -1 when the table is full.
+ */
+static int record_container(struct stats *st, const struct cb_stats_json_value *obj, uint32_t *index)
+{
+	struct cb_stats_json_value v;
+	char id[CONTAINER_ID_MAX + 1];
+	size_t len;
+	int rc;
+
+	*index = NONE;
+	if (cb_stats_json_member(obj, "container", &v) != 0)
+		return 0;
+	if (v.type == CB_STATS_JSON_NULL)
+		return 1;
+	if (cb_stats_json_string(&v, id, sizeof(id), &len) != 0 || !is_printable_ascii(id, len))
+		return 0;
+	rc = strtab_intern(&st->containers, id, len, index, NULL);
+	if (rc != 0) {
+		stats_fail_intern(st, rc, "too many containers");
+		return -1;
+	}
+	return 1;
+}
+
+/*
+ * A lifetime record: {"outcome":"shutdown","container":...,"invocations":N,
+ * "alive_s":S,"shutdown_reason":...,"downloads":N}. Returns 1 when taken.
+ */
+static int try_lifetime(struct stats *st, const struct cb_stats_json_value *obj, int64_t event_ts_ms)
+{
+	struct cb_stats_json_value v;
+	struct lifetime l;
+	char reason[ERROR_KIND_MAX + 1];
+	size_t len;
+	int64_t n;
+	int rc;
+
+	memset(&l, 0, sizeof(l));
+	if (cb_stats_json_member(obj, "outcome", &v) != 0 ||
+	    !cb_stats_json_string_is(&v, "shutdown") || member_i64(obj, "invocations", &n) != 0 ||
+	    n < 0)
+		return 0;
+	l.invocations = (uint64_t)n;
+	rc = record_container(st, obj, &l.container);
+	if (rc <= 0)
+		return rc < 0;
+	if (member_seconds_ms(obj, "alive_s", &l.alive_ms) != 0)
+		l.alive_ms = -1;
+	if (member_i64(obj, "downloads", &n) == 0 && n >= 0) {
+		l.downloads = (uint64_t)n;
+		l.has_downloads = 1;
+	}
+	l.ts_ms = record_time(obj, event_ts_ms);
+	if (cb_stats_json_member(obj, "shutdown_reason", &v) != 0 ||
+	    cb_stats_json_string(&v, reason, sizeof(reason), &len) != 0 ||
+	    !is_printable_ascii(reason, len)) {
+		strcpy(reason, "unknown");
+		len = strlen(reason);
+	}
+	rc = strtab_intern(&st->reasons, reason, len, &l.reason, NULL);
+	if (rc == -1) {
+		stats_fail_intern(st, rc, "");
+		return 1;
+	}
+	if (rc == -2)
+		l.reason = NONE; /* past ERROR_KINDS_MAX distinct reasons */
+	if (st->lifetime_count == st->max_records) {
+		stats_fail(st, CB_E_CONFIG, "too many lifetime records; split the input by time");
+		return 1;
+	}
+	if (st->lifetime_count == st->lifetime_capacity) {
+		size_t cap = st->lifetime_capacity != 0 ? 2 * st->lifetime_capacity : 256;
+		struct lifetime *lifetimes = realloc(st->lifetimes, cap * sizeof(*lifetimes));
+
+		if (lifetimes == NULL) {
+			stats_fail(st, CB_E_NOMEM, "out of memory");
+			return 1;
+		}
+		st->lifetimes = lifetimes;
+		st->lifetime_capacity = cap;
+	}
+	st->lifetimes[st->lifetime_count++] = l;
+	return 1;
+}
+
 /*
  * Takes obj as a stats record when it is one of ours (it names an outcome and
  * a container). Returns 1 when taken, 0 when it is not a record.
@@ -425,48 +569,22 @@ static int try_record(struct stats *st, const struct cb_stats_json_value *obj, c
 	int rc;
 
 	memset(&r, 0, sizeof(r));
-	r.container = NONE;
 	r.stream = NONE;
 	r.error_kind = NONE;
-	r.ts_ms = -1;
 	if (cb_stats_json_member(obj, "outcome", &v) != 0)
 		return 0;
 	outcome = outcome_from_name(&v);
-	if (outcome < 0 || cb_stats_json_member(obj, "container", &v) != 0)
-		return 0;
+	if (outcome < 0)
+		return try_lifetime(st, obj, event_ts_ms);
 	r.outcome = (unsigned char)outcome;
-	if (v.type == CB_STATS_JSON_STRING) {
-		char id[CONTAINER_ID_MAX + 1];
-
-		if (cb_stats_json_string(&v, id, sizeof(id), &len) != 0 ||
-		    !is_printable_ascii(id, len))
-			return 0;
-		rc = strtab_intern(&st->containers, id, len, &r.container, NULL);
-		if (rc != 0) {
-			stats_fail_intern(st, rc, "too many containers");
-			return 1;
-		}
-	} else if (v.type != CB_STATS_JSON_NULL) {
-		return 0;
-	}
+	rc = record_container(st, obj, &r.container);
+	if (rc <= 0)
+		return rc < 0;
 	if (member_i64(obj, "start", &n) == 0 && n >= 1) {
 		r.start = (uint64_t)n;
 		r.has_start = 1;
 	}
-
-	if (cb_stats_json_member(obj, "ts", &v) == 0 &&
-	    cb_stats_json_string(&v, text, sizeof(text), NULL) == 0 &&
-	    parse_rfc3339(text, &n) == 0) {
-		r.ts_ms = n;
-	} else {
-		struct cb_stats_json_value aws;
-
-		if (cb_stats_json_member(obj, "_aws", &aws) == 0 &&
-		    member_i64(&aws, "Timestamp", &n) == 0)
-			r.ts_ms = n;
-		else
-			r.ts_ms = event_ts_ms;
-	}
+	r.ts_ms = record_time(obj, event_ts_ms);
 	if (member_i64(obj, "total_ms", &n) == 0 && n >= 0)
 		r.total_ms = n;
 	if (member_i64(obj, "fetch_ms", &n) == 0 && n >= 0)
@@ -1098,6 +1216,15 @@ struct report {
 	size_t report_streams;
 	struct dist per_stream;
 	struct container_summary *summaries;
+	/* From lifetime records, one per container. */
+	uint64_t lifetime_invocations;
+	uint64_t counted_invocations; /* of the containers that say how many downloads they made */
+	uint64_t counted_downloads;
+	struct dist invocations_per_container;
+	struct dist alive_minutes;
+	uint64_t *reason_counts;
+	uint64_t unnamed_reasons;
+	uint32_t *lifetime_of; /* container index -> lifetime index, or NONE */
 };
 
 static int compare_summary_time(const void *a, const void *b)
@@ -1110,6 +1237,79 @@ static int compare_summary_time(const void *a, const void *b)
 	return (x->container > y->container) - (x->container < y->container);
 }
 
+static int compare_lifetimes(const void *a, const void *b)
+{
+	const struct lifetime *x = a;
+	const struct lifetime *y = b;
+
+	if (x->container != y->container)
+		return x->container < y->container ? -1 : 1;
+	return (x->ts_ms > y->ts_ms) - (x->ts_ms < y->ts_ms);
+}
+
+/* A container shuts down once: a second lifetime record for it is the same one again. */
+static void dedupe_lifetimes(struct stats *st)
+{
+	size_t kept = 0;
+
+	if (st->lifetime_count == 0)
+		return;
+	qsort(st->lifetimes, st->lifetime_count, sizeof(*st->lifetimes), compare_lifetimes);
+	for (size_t i = 0; i < st->lifetime_count; i++) {
+		const struct lifetime *l = &st->lifetimes[i];
+
+		if (kept > 0 && l->container != NONE &&
+		    st->lifetimes[kept - 1].container == l->container) {
+			st->duplicate_lifetimes++;
+			continue;
+		}
+		st->lifetimes[kept++] = *l;
+	}
+	st->lifetime_count = kept;
+}
+
+static int build_lifetimes(struct stats *st, struct report *rep)
+{
+	double *invocations = calloc(st->lifetime_count + 1, sizeof(double));
+	double *alive = calloc(st->lifetime_count + 1, sizeof(double));
+	size_t n_alive = 0;
+	int rc = -1;
+
+	dedupe_lifetimes(st);
+	rep->reason_counts = calloc(st->reasons.count + 1, sizeof(uint64_t));
+	rep->lifetime_of = malloc((st->containers.count + 1) * sizeof(uint32_t));
+	if (invocations == NULL || alive == NULL || rep->reason_counts == NULL ||
+	    rep->lifetime_of == NULL)
+		goto out;
+	for (size_t c = 0; c <= st->containers.count; c++)
+		rep->lifetime_of[c] = NONE;
+	for (size_t i = 0; i < st->lifetime_count; i++) {
+		const struct lifetime *l = &st->lifetimes[i];
+
+		rep->lifetime_invocations += l->invocations;
+		invocations[i] = (double)l->invocations;
+		if (l->alive_ms >= 0)
+			alive[n_alive++] = (double)l->alive_ms / 60000.0;
+		if (l->reason != NONE)
+			rep->reason_counts[l->reason]++;
+		else
+			rep->unnamed_reasons++;
+		if (l->has_downloads) {
+			rep->counted_invocations += l->invocations;
+			rep->counted_downloads += l->downloads;
+		}
+		if (l->container != NONE)
+			rep->lifetime_of[l->container] = (uint32_t)i;
+	}
+	rep->invocations_per_container = distribution(invocations, st->lifetime_count);
+	rep->alive_minutes = distribution(alive, n_alive);
+	rc = 0;
+out:
+	free(invocations);
+	free(alive);
+	return rc;
+}
+
 static int build_report(struct stats *st, struct report *rep)
 {
 	double *starts_values = NULL;
@@ -1117,6 +1317,7 @@ static int build_report(struct stats *st, struct report *rep)
 	double *download_values = NULL;
 	double *fetch_values = NULL;
 	uint64_t *per_stream = NULL;
+	double *stream_values = NULL;
 	size_t n_minutes = 0;
 	size_t n_downloads = 0;
 	int rc = -1;
@@ -1133,9 +1334,10 @@ static int build_report(struct stats *st, struct report *rep)
 	rep->summaries = calloc(st->count + 1, sizeof(*rep->summaries));
 	rep->kind_counts = calloc(st->kinds.count + 1, sizeof(uint64_t));
 	per_stream = calloc(st->streams.count + 1, sizeof(uint64_t));
+	stream_values = calloc(st->streams.count + 1, sizeof(double));
 	if (starts_values == NULL || minutes_values == NULL || download_values == NULL ||
 	    fetch_values == NULL || rep->summaries == NULL || rep->kind_counts == NULL ||
-	    per_stream == NULL)
+	    per_stream == NULL || stream_values == NULL)
 		goto out;
 
 	for (size_t i = 0; i < st->count;) {
@@ -1207,16 +1409,17 @@ static int build_report(struct stats *st, struct report *rep)
 	}
 	for (size_t i = 0; i < st->streams.count; i++) {
 		if (per_stream[i] > 0)
-			starts_values[rep->report_streams++] = (double)per_stream[i];
+			stream_values[rep->report_streams++] = (double)per_stream[i];
 	}
-	rep->per_stream = distribution(starts_values, rep->report_streams);
-	rc = 0;
+	rep->per_stream = distribution(stream_values, rep->report_streams);
+	rc = build_lifetimes(st, rep);
 out:
 	free(starts_values);
 	free(minutes_values);
 	free(download_values);
 	free(fetch_values);
 	free(per_stream);
+	free(stream_values);
 	return rc;
 }
 
@@ -1224,6 +1427,8 @@ static void report_free(struct report *rep)
 {
 	free(rep->kind_counts);
 	free(rep->summaries);
+	free(rep->reason_counts);
+	free(rep->lifetime_of);
 }
 
 static void put_json_string(FILE *out, const char *s)
@@ -1337,11 +1542,45 @@ static void print_json(FILE *out, const struct stats *st, const struct report *r
 		put_json_dist(out, &rep->per_stream, 0);
 		fputc('}', out);
 	}
+	fputs(",\"shutdowns\":", out);
+	if (st->lifetime_count == 0) {
+		fputs("null", out);
+	} else {
+		fprintf(out,
+			"{\"containers\":%zu,\"invocations\":%llu,\"invocations_per_container\":",
+			st->lifetime_count, (unsigned long long)rep->lifetime_invocations);
+		put_json_dist(out, &rep->invocations_per_container, 0);
+		fputs(",\"alive_minutes\":", out);
+		put_json_dist(out, &rep->alive_minutes, 2);
+		fputs(",\"invocations_per_download\":", out);
+		if (rep->counted_downloads == 0)
+			fputs("null", out);
+		else
+			fprintf(out, "%.6f",
+				(double)rep->counted_invocations / (double)rep->counted_downloads);
+		fputs(",\"reasons\":{", out);
+		first = 1;
+		for (size_t k = 0; k < st->reasons.count; k++) {
+			if (rep->reason_counts[k] == 0)
+				continue;
+			if (!first)
+				fputc(',', out);
+			first = 0;
+			put_json_string(out, strtab_get(&st->reasons, (uint32_t)k));
+			fprintf(out, ":%llu", (unsigned long long)rep->reason_counts[k]);
+		}
+		if (rep->unnamed_reasons > 0)
+			fprintf(out, "%s\"other\":%llu", first ? "" : ",",
+				(unsigned long long)rep->unnamed_reasons);
+		fputs("}}", out);
+	}
 	fprintf(out,
 		",\"input\":{\"records\":%zu,\"duplicates\":%llu,\"duplicate_reports\":%llu,"
+		"\"lifetime_records\":%zu,\"duplicate_lifetimes\":%llu,"
 		"\"ignored\":%llu,\"too_long\":%llu}}\n",
 		st->count, (unsigned long long)st->duplicates,
-		(unsigned long long)st->duplicate_reports, (unsigned long long)st->ignored,
+		(unsigned long long)st->duplicate_reports, st->lifetime_count,
+		(unsigned long long)st->duplicate_lifetimes, (unsigned long long)st->ignored,
 		(unsigned long long)st->too_long);
 }
 
@@ -1452,6 +1691,35 @@ static void print_text(FILE *out, const struct stats *st, const struct report *r
 			fputc('\n', out);
 		}
 	}
+	if (st->lifetime_count > 0) {
+		fprintf(out, "shutdowns           %zu container%s (", st->lifetime_count,
+			st->lifetime_count == 1 ? "" : "s");
+		any = 0;
+		for (size_t k = 0; k < st->reasons.count; k++) {
+			if (rep->reason_counts[k] == 0)
+				continue;
+			fprintf(out, "%s%s %llu", any ? ", " : "",
+				strtab_get(&st->reasons, (uint32_t)k),
+				(unsigned long long)rep->reason_counts[k]);
+			any = 1;
+		}
+		if (rep->unnamed_reasons > 0)
+			fprintf(out, "%sother %llu", any ? ", " : "",
+				(unsigned long long)rep->unnamed_reasons);
+		fputs(")\n", out);
+		fprintf(out, "  invocations       %llu; per container ",
+			(unsigned long long)rep->lifetime_invocations);
+		print_dist_text(out, &rep->invocations_per_container, 0);
+		fputc('\n', out);
+		if (rep->alive_minutes.count > 0) {
+			fputs("  alive minutes     ", out);
+			print_dist_text(out, &rep->alive_minutes, 1);
+			fputc('\n', out);
+		}
+		if (rep->counted_downloads > 0)
+			fprintf(out, "  per download      %.1f invocations\n",
+				(double)rep->counted_invocations / (double)rep->counted_downloads);
+	}
 	if (rep->first_ts_ms >= 0) {
 		cb_clock_format_rfc3339(rep->first_ts_ms, first, sizeof(first));
 		cb_clock_format_rfc3339(rep->last_ts_ms, last, sizeof(last));
@@ -1459,8 +1727,9 @@ static void print_text(FILE *out, const struct stats *st, const struct report *r
 	}
 	fprintf(out,
 		"input               %zu records, %llu duplicates, %llu other lines, %llu too long\n",
-		st->count, (unsigned long long)st->duplicates, (unsigned long long)st->ignored,
-		(unsigned long long)st->too_long);
+		st->count + st->lifetime_count,
+		(unsigned long long)(st->duplicates + st->duplicate_lifetimes),
+		(unsigned long long)st->ignored, (unsigned long long)st->too_long);
 }
 
 static enum cb_status write_svg(const struct stats *st, const struct report *rep, const char *path,
@@ -1496,7 +1765,9 @@ static enum cb_status write_svg(const struct stats *st, const struct report *rep
 	for (size_t c = 0; c < rep->containers; c++) {
 		const struct container_summary *s = &order[c];
 		struct cb_stats_svg_row *row = &rows[chart.row_count];
-		size_t with_time = 0;
+		uint32_t life = rep->lifetime_of[s->container];
+		int64_t shutdown_ms = life != NONE ? st->lifetimes[life].ts_ms : -1;
+		size_t with_time = shutdown_ms >= 0;
 
 		if (s->first_ts_ms < 0)
 			continue;
@@ -1517,6 +1788,14 @@ static enum cb_status write_svg(const struct stats *st, const struct report *rep
 			marks++;
 			chart.begin_ms = r->ts_ms < chart.begin_ms ? r->ts_ms : chart.begin_ms;
 			chart.end_ms = r->ts_ms > chart.end_ms ? r->ts_ms : chart.end_ms;
+		}
+		if (shutdown_ms >= 0) {
+			ts[marks] = shutdown_ms;
+			outcomes[marks] = CB_STATS_SVG_SHUTDOWN;
+			marks++;
+			chart.begin_ms = shutdown_ms < chart.begin_ms ? shutdown_ms : chart.begin_ms;
+			chart.end_ms = shutdown_ms > chart.end_ms ? shutdown_ms : chart.end_ms;
+			chart.has_shutdowns = 1;
 		}
 		row->count = with_time;
 		snprintf(labels[chart.row_count], sizeof(labels[0]), "%.12s  %zu start%s",

@@ -25,7 +25,7 @@ struct outcome_style {
 /* Indexed by enum cb_outcome. Colours chosen to stay apart for common colour blindness. */
 static const struct outcome_style styles[] = {
 	{"reuse", "#4daf4a"},  {"download", "#377eb8"}, {"repair", "#ff7f00"},
-	{"waited", "#984ea3"}, {"error", "#e41a1c"},
+	{"waited", "#984ea3"}, {"error", "#e41a1c"},    {"shutdown", "#222222"},
 };
 
 static void put_escaped(FILE *out, const char *s)
@@ -64,9 +64,14 @@ static double x_of(const struct cb_stats_svg_chart *chart, int64_t ts_ms)
 /* Draws one start's mark: ticks for the warm outcomes, shapes for the others. */
 static void put_mark(FILE *out, double x, double y_mid, unsigned char outcome)
 {
-	const char *colour = styles[outcome < 5 ? outcome : CB_OUTCOME_ERROR].colour;
+	const char *colour =
+		styles[outcome <= CB_STATS_SVG_SHUTDOWN ? outcome : CB_OUTCOME_ERROR].colour;
 
 	switch (outcome) {
+	case CB_STATS_SVG_SHUTDOWN:
+		fprintf(out, "<rect x=\"%.1f\" y=\"%.1f\" width=\"3\" height=\"16\" fill=\"%s\"/>\n",
+			x - 1.5, y_mid - 8, colour);
+		break;
 	case CB_OUTCOME_REUSE:
 	case CB_OUTCOME_WAITED:
 		fprintf(out,
@@ -89,11 +94,12 @@ static void put_mark(FILE *out, double x, double y_mid, unsigned char outcome)
 	}
 }
 
-static void put_legend(FILE *out)
+static void put_legend(FILE *out, int has_shutdowns)
 {
 	double x = LABEL_WIDTH;
+	size_t n = sizeof(styles) / sizeof(styles[0]) - (has_shutdowns ? 0 : 1);
 
-	for (size_t i = 0; i < sizeof(styles) / sizeof(styles[0]); i++) {
+	for (size_t i = 0; i < n; i++) {
 		put_mark(out, x + 5, 62, (unsigned char)i);
 		fprintf(out, "<text x=\"%.1f\" y=\"66\" font-size=\"12\">%s</text>\n", x + 14,
 			styles[i].name);
@@ -181,7 +187,7 @@ static void put_chart(FILE *out, const struct cb_stats_svg_chart *chart)
 	fputs("</text>\n", out);
 	fprintf(out, "<text x=\"16\" y=\"46\" font-size=\"12\" fill=\"#555555\">"
 		     "one row per container (a fresh cache), one mark per start</text>\n");
-	put_legend(out);
+	put_legend(out, chart->has_shutdowns);
 	put_axis(out, chart, axis_y);
 
 	for (size_t r = 0; r < chart->row_count; r++) {

@@ -11,11 +11,14 @@
 
 #include "../cache/cache.h"
 
-/* One container. The arrays are borrowed and hold count starts each. */
+/* A mark that is not a start: the container's shutdown, from its lifetime record. */
+#define CB_STATS_SVG_SHUTDOWN 5
+
+/* One container. The arrays are borrowed and hold count marks each. */
 struct cb_stats_svg_row {
 	const char *label;
-	const int64_t *ts_ms;          /* wall clock of each start */
-	const unsigned char *outcomes; /* enum cb_outcome of each start */
+	const int64_t *ts_ms;          /* wall clock of each mark */
+	const unsigned char *outcomes; /* enum cb_outcome of each start, or CB_STATS_SVG_SHUTDOWN */
 	size_t count;
 };
 
@@ -24,6 +27,7 @@ struct cb_stats_svg_chart {
 	const struct cb_stats_svg_row *rows;
 	size_t row_count;
 	size_t rows_omitted; /* containers left out to keep the file small; said in the chart */
+	int has_shutdowns;   /* adds the shutdown mark to the legend */
 	int64_t begin_ms;    /* the time axis */
 	int64_t end_ms;
 };

@@ -234,6 +234,15 @@ static int is_null(const struct run *run, const char *path)
 	return at(run, path).type == CB_STATS_JSON_NULL;
 }
 
+static size_t count_of(const char *haystack, const char *needle)
+{
+	size_t n = 0;
+
+	for (const char *p = strstr(haystack, needle); p != NULL; p = strstr(p + 1, needle))
+		n++;
+	return n;
+}
+
 static void assert_core(const struct run *run, int64_t starts, int64_t containers,
 			int64_t downloads, int64_t reuses)
 {
@@ -366,6 +375,78 @@ static void test_filter_log_events_text(void **state)
 	assert_int_equal(num(&run, "invocations.init_reports"), 1);
 	run_free(&run);
 	free(input);
+}
+
+/* Lifetime records of the coldboot extension ("outcome":"shutdown"), beside start records. */
+static void test_lifetime_records(void **state)
+{
+	char *input = path_in(data_dir, "extension.jsonl");
+	char *svg_path = path_in(test_dir, "lifetimes.svg");
+	char *svg;
+	struct run run;
+
+	(void)state;
+	run_stats(&run, NULL, 5, "stats", "--json", "--svg", svg_path, input);
+	assert_core(&run, 4, 2, 2, 2);
+	assert_int_equal(num(&run, "shutdowns.containers"), 4); /* one of them without an id */
+	assert_int_equal(num(&run, "shutdowns.invocations"), 40 + 10 + 5 + 0);
+	assert_int_equal(num(&run, "shutdowns.invocations_per_container.median"), 5);
+	assert_int_equal(num(&run, "shutdowns.invocations_per_container.max"), 40);
+	assert_int_equal(micros(&run, "shutdowns.alive_minutes.median"), 1000000);
+	assert_int_equal(micros(&run, "shutdowns.alive_minutes.max"), 30010000);
+	/* 55 invocations over the 3 downloads those containers made. */
+	assert_int_equal(micros(&run, "shutdowns.invocations_per_download"), 18333333);
+	assert_int_equal(num(&run, "shutdowns.reasons.spindown"), 1);
+	assert_int_equal(num(&run, "shutdowns.reasons.timeout"), 1);
+	assert_int_equal(num(&run, "shutdowns.reasons.failure"), 1);
+	assert_int_equal(num(&run, "shutdowns.reasons.unknown"), 1);
+	assert_int_equal(num(&run, "input.lifetime_records"), 4);
+	assert_int_equal(num(&run, "input.duplicate_lifetimes"), 1);
+	assert_int_equal(num(&run, "input.ignored"), 0);
+	run_free(&run);
+	/* The two drawn containers end in a shutdown mark; the legend shows one too. */
+	svg = slurp(svg_path, NULL);
+	assert_int_equal(count_of(svg, "width=\"3\" height=\"16\""), 2 + 1);
+	assert_non_null(strstr(svg, ">shutdown</text>"));
+	free(svg);
+
+	/* Without lifetime records there is no such section, and no such legend entry. */
+	free(input);
+	input = path_in(data_dir, "records.jsonl");
+	run_stats(&run, NULL, 5, "stats", "--json", "--svg", svg_path, input);
+	assert_true(is_null(&run, "shutdowns"));
+	run_free(&run);
+	svg = slurp(svg_path, NULL);
+	assert_null(strstr(svg, ">shutdown</text>"));
+	free(svg);
+	free(svg_path);
+	free(input);
+}
+
+/* REPORT lines alone, from more log streams than there are records (found by fuzzing). */
+static void test_reports_without_records(void **state)
+{
+	char *path = path_in(test_dir, "reports.txt");
+	struct run run;
+	FILE *f = fopen(path, "wb");
+
+	(void)state;
+	assert_non_null(f);
+	for (int i = 0; i < 6; i++)
+		fprintf(f,
+			"2026-11-22T09:00:0%d.000000+00:00 2026/11/22/[1]%032d REPORT RequestId: "
+			"r-%d\tDuration: 1.00 ms\t%s\n",
+			i, i % 5, i, i < 5 ? "Init Duration: 3.00 ms\t" : "");
+	assert_int_equal(fclose(f), 0);
+	run_stats(&run, NULL, 3, "stats", "--json", path);
+	assert_int_equal(run.code, 0);
+	assert_int_equal(num(&run, "starts"), 0);
+	assert_int_equal(num(&run, "invocations.reports"), 6);
+	assert_int_equal(num(&run, "invocations.log_streams"), 5);
+	assert_int_equal(num(&run, "invocations.init_reports"), 5);
+	assert_int_equal(num(&run, "invocations.per_log_stream.max"), 2);
+	run_free(&run);
+	free(path);
 }
 
 static void test_all_inputs_together_and_twice(void **state)
@@ -674,15 +755,6 @@ static void test_command_line(void **state)
 	free(missing);
 }
 
-static size_t count_of(const char *haystack, const char *needle)
-{
-	size_t n = 0;
-
-	for (const char *p = strstr(haystack, needle); p != NULL; p = strstr(p + 1, needle))
-		n++;
-	return n;
-}
-
 static void test_svg_chart(void **state)
 {
 	char *input = path_in(data_dir, "records.jsonl");
@@ -720,6 +792,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_filter_log_events_json, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_logs_tail_text, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_filter_log_events_text, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_lifetime_records, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_reports_without_records, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_all_inputs_together_and_twice, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_stdin, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_export_shapes, setup, teardown),
