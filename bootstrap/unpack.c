@@ -1,0 +1,1412 @@
+/*
+ * Safe extraction of a zip into a directory. The only file that includes
+ * zip.h.
+ *
+ * The work happens in passes so that nothing is written before the whole
+ * archive has been judged:
+ *
+ *   1. our own scan of the end records and the central directory (libzip
+ *      1.7.3 does not expose local header offsets, and we want the raw name
+ *      bytes): names, modes, sizes, local header offsets;
+ *   2. libzip opens the same archive, and every entry's size, compressed
+ *      size, CRC and method must agree with the scan;
+ *   3. checks on the whole set, still without writing: every name, every
+ *      mode, the total declared size against the cap, duplicates, a file or
+ *      a symlink used as a directory, local headers that disagree with the
+ *      central directory, entries that share or overlap their bytes, and
+ *      every symlink target, resolved against the archive's own tree;
+ *   4. directories and regular files, written through directory fds opened
+ *      with O_NOFOLLOW, files created with O_EXCL, each entry read to its
+ *      end so libzip checks its CRC, never more bytes than declared;
+ *   5. symlinks last, so no entry is ever written through one.
+ *
+ * docs/security.md ("What the extractor enforces, and why") lists the rules.
+ */
+#include "unpack.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <fcntl.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <unistd.h>
+
+#include <zip.h>
+
+#define UNPACK_BUF_BYTES (256u * 1024u)
+#define UNPACK_NAME_MAX 255u        /* bytes in one path component */
+#define UNPACK_PATH_MAX 4095u       /* bytes in a whole name or symlink target */
+#define UNPACK_DEPTH_MAX 256u       /* path components; each open level holds a fd */
+#define UNPACK_SYMLINK_HOPS_MAX 40u /* as the kernel's MAXSYMLINKS */
+#define UNPACK_CD_MAX_BYTES (256ull * 1024u * 1024u)
+#define UNPACK_SHOWN_NAME_MAX 200u /* a name as quoted in a message */
+
+#define ZIP_EOCD_BYTES 22u
+#define ZIP_EOCD_COMMENT_MAX 65535u
+#define ZIP64_LOCATOR_BYTES 20u
+#define ZIP64_EOCD_BYTES 56u
+#define ZIP_CDR_BYTES 46u
+#define ZIP_LFH_BYTES 30u
+#define ZIP_FLAG_ENCRYPTED 0x0001u
+#define ZIP_MADE_BY_UNIX 3u
+#define UNPACK_ENTRIES_MAX 1000000u
+
+/* File types as zip stores them (Unix st_mode bits, whatever the host's headers say). */
+#define ZIP_UNIX_IFMT 0170000u
+#define ZIP_UNIX_IFIFO 0010000u
+#define ZIP_UNIX_IFCHR 0020000u
+#define ZIP_UNIX_IFDIR 0040000u
+#define ZIP_UNIX_IFBLK 0060000u
+#define ZIP_UNIX_IFREG 0100000u
+#define ZIP_UNIX_IFLNK 0120000u
+#define ZIP_UNIX_IFSOCK 0140000u
+
+enum unpack_kind {
+	UNPACK_NONE = -1, /* lookups: nothing at that path */
+	UNPACK_FILE,
+	UNPACK_DIR,
+	UNPACK_SYMLINK,
+};
+
+struct unpack_entry {
+	char *name; /* NUL-terminated, without a directory's trailing '/' */
+	size_t name_len;
+	const unsigned char *raw_name; /* as stored in the central directory */
+	size_t raw_name_len;
+	uint64_t index;      /* position in the central directory, libzip's index */
+	uint64_t size_bytes; /* declared uncompressed size */
+	uint64_t comp_size_bytes;
+	uint64_t local_offset; /* of the local header, absolute in the file */
+	uint64_t data_end;     /* local header + name + extra + compressed data */
+	uint32_t crc;
+	uint16_t method;
+	uint16_t flags;
+	uint8_t made_by_os;
+	uint32_t external_attr;
+	enum unpack_kind kind;
+	mode_t mode;       /* what the file gets: 0644 or 0755 */
+	char *link_target; /* symlinks: NUL-terminated, owned */
+};
+
+/* What our own scan of the end records found. */
+struct unpack_cd {
+	uint64_t file_size;
+	uint64_t prefix_bytes; /* bytes before the archive proper, when offsets ignore them */
+	uint64_t cd_offset;    /* absolute */
+	uint64_t cd_size_bytes;
+	uint64_t entries;
+};
+
+struct unpack_ctx {
+	const struct cb_unpack_options *opts;
+	struct cb_unpack_result *res;
+	struct cb_error *err;
+	zip_t *za;
+	unsigned char *cd_buf;
+	struct unpack_entry *entries;
+	size_t count;
+	struct unpack_entry **by_name; /* sorted by name, for lookups */
+	char *names;                   /* arena for every entry's name */
+	unsigned char *buf;            /* UNPACK_BUF_BYTES, reused for every entry */
+	mode_t umask_bits;
+	/* The directory we last wrote into: dir_fds[0] is dest_fd (not ours). */
+	size_t depth;
+	int dir_fds[UNPACK_DEPTH_MAX + 1];
+	const char *dir_comp[UNPACK_DEPTH_MAX];
+	size_t dir_comp_len[UNPACK_DEPTH_MAX];
+};
+
+/* ---- small helpers ---- */
+
+static uint16_t rd16(const unsigned char *p)
+{
+	return (uint16_t)(p[0] | (p[1] << 8));
+}
+
+static uint32_t rd32(const unsigned char *p)
+{
+	return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) |
+	       ((uint32_t)p[3] << 24);
+}
+
+static uint64_t rd64(const unsigned char *p)
+{
+	return (uint64_t)rd32(p) | ((uint64_t)rd32(p + 4) << 32);
+}
+
+/*
+ * Quotes a name for a message on one line: printable ASCII as is, anything
+ * else (and '"' and '\\') as \xNN, cut with "..." when long.
+ */
+static const char *show_name(const unsigned char *name, size_t len, char *out, size_t out_size)
+{
+	static const char hex[] = "0123456789abcdef";
+	size_t o = 0;
+
+	for (size_t i = 0; i < len; i++) {
+		unsigned char c = name[i];
+
+		if (o + 8 >= out_size) {
+			memcpy(out + o, "...", 3);
+			o += 3;
+			break;
+		}
+		if (c >= 0x20 && c < 0x7f && c != '"' && c != '\\') {
+			out[o++] = (char)c;
+		} else {
+			out[o++] = '\\';
+			out[o++] = 'x';
+			out[o++] = hex[c >> 4];
+			out[o++] = hex[c & 15];
+		}
+	}
+	out[o] = '\0';
+	return out;
+}
+
+static enum cb_status entry_error(struct unpack_ctx *ctx, enum cb_status code, int saved,
+				  const unsigned char *name, size_t len, const char *fmt, ...)
+	__attribute__((format(printf, 6, 7)));
+static enum cb_status refuse(struct unpack_ctx *ctx, const unsigned char *name, size_t len,
+			     const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+/* `entry "<name>": <rule>`, on one line whatever the name holds. */
+static enum cb_status entry_verror(struct unpack_ctx *ctx, enum cb_status code, int saved,
+				   const unsigned char *name, size_t len, const char *fmt,
+				   va_list ap) __attribute__((format(printf, 6, 0)));
+
+static enum cb_status entry_verror(struct unpack_ctx *ctx, enum cb_status code, int saved,
+				   const unsigned char *name, size_t len, const char *fmt,
+				   va_list ap)
+{
+	char shown[UNPACK_SHOWN_NAME_MAX];
+	char rule[CB_ERROR_MESSAGE_MAX];
+
+	vsnprintf(rule, sizeof(rule), fmt, ap);
+	show_name(name, len, shown, sizeof(shown));
+	return cb_error_set(ctx->err, code, saved, "entry \"%s\": %s", shown, rule);
+}
+
+static enum cb_status entry_error(struct unpack_ctx *ctx, enum cb_status code, int saved,
+				  const unsigned char *name, size_t len, const char *fmt, ...)
+{
+	va_list ap;
+	enum cb_status st;
+
+	va_start(ap, fmt);
+	st = entry_verror(ctx, code, saved, name, len, fmt, ap);
+	va_end(ap);
+	return st;
+}
+
+/* Refuses the entry: CB_E_ZIP. */
+static enum cb_status refuse(struct unpack_ctx *ctx, const unsigned char *name, size_t len,
+			     const char *fmt, ...)
+{
+	va_list ap;
+	enum cb_status st;
+
+	va_start(ap, fmt);
+	st = entry_verror(ctx, CB_E_ZIP, 0, name, len, fmt, ap);
+	va_end(ap);
+	return st;
+}
+
+static enum cb_status refuse_entry(struct unpack_ctx *ctx, const struct unpack_entry *e,
+				   const char *rule)
+{
+	return refuse(ctx, e->raw_name, e->raw_name_len, "%s", rule);
+}
+
+static const char *dest_shown(const struct unpack_ctx *ctx)
+{
+	return ctx->opts->dest_path != NULL ? ctx->opts->dest_path : "the destination";
+}
+
+/* A failed system call while writing an entry: space, memory or I/O. */
+static enum cb_status sys_fail(struct unpack_ctx *ctx, const struct unpack_entry *e, int saved,
+			       const char *what)
+{
+	enum cb_status code = CB_E_IO;
+
+	if (saved == EEXIST)
+		return entry_error(ctx, CB_E_IO, saved, e->raw_name, e->raw_name_len,
+				   "already exists in %s (the destination must be empty)",
+				   dest_shown(ctx));
+	if (saved == ENOSPC || saved == EDQUOT)
+		code = CB_E_SPACE;
+	else if (saved == ENOMEM)
+		code = CB_E_NOMEM;
+	return entry_error(ctx, code, saved, e->raw_name, e->raw_name_len, "cannot %s in %s: %s",
+			   what, dest_shown(ctx), strerror(saved));
+}
+
+static enum cb_status nomem(struct unpack_ctx *ctx)
+{
+	return cb_error_set(ctx->err, CB_E_NOMEM, ENOMEM, "unpack: out of memory");
+}
+
+/*
+ * The process umask, without changing it: files and directories must end up
+ * 0644/0755 whatever it is, and we only pay a chmod when it strips bits.
+ */
+static mode_t read_umask(void)
+{
+	char line[128];
+	unsigned int mask = 0;
+	bool found = false;
+	FILE *f = fopen("/proc/self/status", "re");
+
+	if (f != NULL) {
+		while (fgets(line, sizeof(line), f) != NULL) {
+			if (sscanf(line, "Umask: %o", &mask) == 1) {
+				found = true;
+				break;
+			}
+		}
+		fclose(f);
+	}
+	if (!found) {
+		/* No /proc: read it the only portable way, restoring it at once. */
+		mode_t old = umask(022);
+
+		umask(old);
+		return old;
+	}
+	return (mode_t)mask & 0777;
+}
+
+/* ---- 1. our own scan of the end records and the central directory ---- */
+
+static enum cb_status pread_exact(struct unpack_ctx *ctx, void *out, size_t len, uint64_t offset,
+				  const char *what)
+{
+	size_t done = 0;
+
+	while (done < len) {
+		ssize_t n = pread(ctx->opts->zip_fd, (unsigned char *)out + done, len - done,
+				  (off_t)(offset + done));
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			int saved = errno;
+
+			return cb_error_set(ctx->err, CB_E_IO, saved, "zip: cannot read the %s: %s",
+					    what, strerror(saved));
+		}
+		if (n == 0)
+			return cb_error_set(ctx->err, CB_E_ZIP, 0,
+					    "zip: truncated archive (the %s is cut short)", what);
+		done += (size_t)n;
+	}
+	return CB_OK;
+}
+
+/* Finds the zip64 end record: where the locator says, or right before it (a prefix). */
+static enum cb_status scan_zip64_end(struct unpack_ctx *ctx, uint64_t locator_pos,
+				     struct unpack_cd *cd, uint64_t *end_record_pos)
+{
+	unsigned char loc[ZIP64_LOCATOR_BYTES];
+	unsigned char rec[ZIP64_EOCD_BYTES];
+	uint64_t pos;
+	enum cb_status st;
+
+	st = pread_exact(ctx, loc, sizeof(loc), locator_pos, "zip64 end locator");
+	if (st != CB_OK)
+		return st;
+	if (rd32(loc + 4) != 0 || rd32(loc + 16) > 1)
+		return cb_error_set(ctx->err, CB_E_ZIP, 0,
+				    "zip: multi-disk archives are not supported");
+	if (locator_pos < ZIP64_EOCD_BYTES)
+		return cb_error_set(ctx->err, CB_E_ZIP, 0, "zip: the zip64 end record is missing");
+	pos = rd64(loc + 8);
+	if (pos > locator_pos || locator_pos - pos < ZIP64_EOCD_BYTES)
+		pos = locator_pos - ZIP64_EOCD_BYTES;
+	st = pread_exact(ctx, rec, sizeof(rec), pos, "zip64 end record");
+	if (st != CB_OK)
+		return st;
+	if (memcmp(rec, "PK\x06\x06", 4) != 0 && pos != locator_pos - ZIP64_EOCD_BYTES) {
+		/* The offset ignores bytes prepended to the archive: try right before the locator. */
+		pos = locator_pos - ZIP64_EOCD_BYTES;
+		st = pread_exact(ctx, rec, sizeof(rec), pos, "zip64 end record");
+		if (st != CB_OK)
+			return st;
+	}
+	if (memcmp(rec, "PK\x06\x06", 4) != 0)
+		return cb_error_set(ctx->err, CB_E_ZIP, 0, "zip: the zip64 end record is missing");
+	if (rd32(rec + 16) != 0 || rd32(rec + 20) != 0 || rd64(rec + 24) != rd64(rec + 32))
+		return cb_error_set(ctx->err, CB_E_ZIP, 0,
+				    "zip: multi-disk archives are not supported");
+	cd->entries = rd64(rec + 32);
+	cd->cd_size_bytes = rd64(rec + 40);
+	cd->cd_offset = rd64(rec + 48);
+	*end_record_pos = pos;
+	return CB_OK;
+}
+
+static enum cb_status scan_end(struct unpack_ctx *ctx, struct unpack_cd *cd)
+{
+	unsigned char *tail = ctx->buf;
+	size_t tail_len;
+	uint64_t tail_pos, eocd_pos = 0, end_record_pos = 0;
+	bool found = false;
+	struct stat sb;
+	enum cb_status st;
+
+	if (fstat(ctx->opts->zip_fd, &sb) != 0) {
+		int saved = errno;
+
+		return cb_error_set(ctx->err, CB_E_IO, saved, "zip: cannot stat the archive: %s",
+				    strerror(saved));
+	}
+	if (sb.st_size < (off_t)ZIP_EOCD_BYTES)
+		return cb_error_set(ctx->err, CB_E_ZIP, 0,
+				    "zip: no end of central directory record (truncated, or not a zip)");
+	cd->file_size = (uint64_t)sb.st_size;
+	tail_len = ZIP_EOCD_BYTES + ZIP_EOCD_COMMENT_MAX;
+	if (tail_len > cd->file_size)
+		tail_len = (size_t)cd->file_size;
+	tail_pos = cd->file_size - tail_len;
+	st = pread_exact(ctx, tail, tail_len, tail_pos, "end of the archive");
+	if (st != CB_OK)
+		return st;
+
+	/* The last signature whose comment reaches exactly the end of the file. */
+	for (size_t i = tail_len - ZIP_EOCD_BYTES + 1; i-- > 0;) {
+		if (memcmp(tail + i, "PK\x05\x06", 4) == 0 &&
+		    i + ZIP_EOCD_BYTES + rd16(tail + i + 20) == tail_len) {
+			eocd_pos = tail_pos + i;
+			found = true;
+			break;
+		}
+	}
+	if (!found)
+		return cb_error_set(ctx->err, CB_E_ZIP, 0,
+				    "zip: no end of central directory record (truncated, or not a zip)");
+
+	{
+		const unsigned char *e = tail + (eocd_pos - tail_pos);
+		uint16_t disk = rd16(e + 4), cd_disk = rd16(e + 6);
+		uint16_t on_disk = rd16(e + 8), total = rd16(e + 10);
+		uint32_t size = rd32(e + 12), offset = rd32(e + 16);
+		bool has_locator = false;
+
+		if (eocd_pos >= ZIP64_LOCATOR_BYTES) {
+			unsigned char sig[4];
+
+			st = pread_exact(ctx, sig, sizeof(sig), eocd_pos - ZIP64_LOCATOR_BYTES,
+					 "zip64 end locator");
+			if (st != CB_OK)
+				return st;
+			has_locator = memcmp(sig, "PK\x06\x07", 4) == 0;
+		}
+		if (has_locator) {
+			st = scan_zip64_end(ctx, eocd_pos - ZIP64_LOCATOR_BYTES, cd,
+					    &end_record_pos);
+			if (st != CB_OK)
+				return st;
+			/* The 32-bit fields must be the zip64 ones or their "see zip64" markers. */
+			if ((total != 0xffff && total != cd->entries) ||
+			    (size != 0xffffffffu && size != cd->cd_size_bytes) ||
+			    (offset != 0xffffffffu && offset != cd->cd_offset))
+				return cb_error_set(ctx->err, CB_E_ZIP, 0,
+						    "zip: the end record and the zip64 end record disagree");
+		} else {
+			if (disk != 0 || cd_disk != 0 || on_disk != total)
+				return cb_error_set(ctx->err, CB_E_ZIP, 0,
+						    "zip: multi-disk archives are not supported");
+			cd->entries = total;
+			cd->cd_size_bytes = size;
+			cd->cd_offset = offset;
+			end_record_pos = eocd_pos;
+		}
+	}
+
+	/*
+	 * The central directory ends right where the end record starts. When it
+	 * ends earlier, bytes were prepended (a self-extracting stub) without
+	 * adjusting the offsets: they all move by that much.
+	 */
+	if (cd->cd_offset > end_record_pos || cd->cd_size_bytes > end_record_pos - cd->cd_offset)
+		return cb_error_set(ctx->err, CB_E_ZIP, 0,
+				    "zip: the central directory lies past its end record (truncated archive?)");
+	cd->prefix_bytes = end_record_pos - (cd->cd_offset + cd->cd_size_bytes);
+	cd->cd_offset += cd->prefix_bytes;
+	if (cd->cd_size_bytes > UNPACK_CD_MAX_BYTES)
+		return cb_error_set(ctx->err, CB_E_ZIP, 0,
+				    "zip: central directory of %llu bytes, more than %llu",
+				    (unsigned long long)cd->cd_size_bytes,
+				    (unsigned long long)UNPACK_CD_MAX_BYTES);
+	if (cd->entries > UNPACK_ENTRIES_MAX)
+		return cb_error_set(ctx->err, CB_E_ZIP, 0, "zip: %llu entries, more than %u",
+				    (unsigned long long)cd->entries, UNPACK_ENTRIES_MAX);
+	if (cd->entries > cd->cd_size_bytes / ZIP_CDR_BYTES)
+		return cb_error_set(ctx->err, CB_E_ZIP, 0,
+				    "zip: %llu entries cannot fit in a central directory of %llu bytes",
+				    (unsigned long long)cd->entries,
+				    (unsigned long long)cd->cd_size_bytes);
+	return CB_OK;
+}
+
+/* Applies a zip64 extra field (0x0001) to the fields that overflowed 32 bits. */
+static enum cb_status apply_zip64_extra(struct unpack_ctx *ctx, struct unpack_entry *e,
+					const unsigned char *extra, size_t extra_len,
+					uint32_t size32, uint32_t comp32, uint32_t off32)
+{
+	size_t p = 0;
+
+	while (p + 4 <= extra_len) {
+		uint16_t id = rd16(extra + p), len = rd16(extra + p + 2);
+		const unsigned char *d = extra + p + 4;
+		size_t q = 0;
+
+		if (p + 4 + len > extra_len)
+			break;
+		if (id == 0x0001) {
+			if (size32 == 0xffffffffu) {
+				if (q + 8 > len)
+					goto bad;
+				e->size_bytes = rd64(d + q);
+				q += 8;
+			}
+			if (comp32 == 0xffffffffu) {
+				if (q + 8 > len)
+					goto bad;
+				e->comp_size_bytes = rd64(d + q);
+				q += 8;
+			}
+			if (off32 == 0xffffffffu) {
+				if (q + 8 > len)
+					goto bad;
+				e->local_offset = rd64(d + q);
+			}
+			return CB_OK;
+		}
+		p += 4u + len;
+	}
+	if (size32 == 0xffffffffu || comp32 == 0xffffffffu || off32 == 0xffffffffu)
+		goto bad;
+	return CB_OK;
+bad:
+	return refuse(ctx, e->raw_name, e->raw_name_len,
+		      "zip64 sizes or offset missing from its extra field");
+}
+
+static enum cb_status scan_central(struct unpack_ctx *ctx, const struct unpack_cd *cd)
+{
+	size_t p = 0, cd_len = (size_t)cd->cd_size_bytes, name_bytes = 0;
+	enum cb_status st;
+
+	ctx->count = (size_t)cd->entries;
+	ctx->cd_buf = malloc(cd_len ? cd_len : 1);
+	ctx->entries = calloc(ctx->count ? ctx->count : 1, sizeof(*ctx->entries));
+	if (ctx->cd_buf == NULL || ctx->entries == NULL)
+		return nomem(ctx);
+	st = pread_exact(ctx, ctx->cd_buf, cd_len, cd->cd_offset, "central directory");
+	if (st != CB_OK)
+		return st;
+
+	for (size_t i = 0; i < ctx->count; i++) {
+		const unsigned char *r = ctx->cd_buf + p;
+		struct unpack_entry *e = &ctx->entries[i];
+		uint16_t name_len, extra_len, comment_len;
+		uint32_t size32, comp32, off32;
+
+		if (cd_len - p < ZIP_CDR_BYTES || memcmp(r, "PK\x01\x02", 4) != 0)
+			return cb_error_set(ctx->err, CB_E_ZIP, 0,
+					    "zip: central directory record %zu of %zu is damaged",
+					    i + 1, ctx->count);
+		name_len = rd16(r + 28);
+		extra_len = rd16(r + 30);
+		comment_len = rd16(r + 32);
+		if (cd_len - p - ZIP_CDR_BYTES < (size_t)name_len + extra_len + comment_len)
+			return cb_error_set(ctx->err, CB_E_ZIP, 0,
+					    "zip: central directory record %zu of %zu runs past its end",
+					    i + 1, ctx->count);
+		e->index = i;
+		e->made_by_os = r[5];
+		e->flags = rd16(r + 8);
+		e->method = rd16(r + 10);
+		e->crc = rd32(r + 16);
+		comp32 = rd32(r + 20);
+		size32 = rd32(r + 24);
+		off32 = rd32(r + 42);
+		e->comp_size_bytes = comp32;
+		e->size_bytes = size32;
+		e->local_offset = off32;
+		e->external_attr = rd32(r + 38);
+		e->raw_name = r + ZIP_CDR_BYTES;
+		e->raw_name_len = name_len;
+		if (rd16(r + 34) != 0 && rd16(r + 34) != 0xffff)
+			return refuse(ctx, e->raw_name, e->raw_name_len,
+				      "starts on another disk (multi-disk archives are not supported)");
+		st = apply_zip64_extra(ctx, e, r + ZIP_CDR_BYTES + name_len, extra_len, size32,
+				       comp32, off32);
+		if (st != CB_OK)
+			return st;
+		if (e->local_offset > UINT64_MAX - cd->prefix_bytes)
+			return refuse(ctx, e->raw_name, e->raw_name_len,
+				      "local header offset overflows");
+		e->local_offset += cd->prefix_bytes;
+		name_bytes += (size_t)name_len + 1;
+		p += ZIP_CDR_BYTES + (size_t)name_len + extra_len + comment_len;
+	}
+	if (p != cd_len)
+		return cb_error_set(ctx->err, CB_E_ZIP, 0,
+				    "zip: %zu stray bytes after the last central directory record",
+				    cd_len - p);
+	ctx->names = malloc(name_bytes ? name_bytes : 1);
+	if (ctx->names == NULL)
+		return nomem(ctx);
+	return CB_OK;
+}
+
+/* ---- 2. libzip opens the same bytes ---- */
+
+static enum cb_status open_libzip(struct unpack_ctx *ctx, const struct unpack_cd *cd)
+{
+	zip_error_t zerr;
+	zip_source_t *src = NULL;
+	FILE *fp = NULL;
+	int fd = -1;
+	enum cb_status st = CB_OK;
+
+	zip_error_init(&zerr);
+	fd = fcntl(ctx->opts->zip_fd, F_DUPFD_CLOEXEC, 0);
+	if (fd < 0) {
+		int saved = errno;
+
+		st = cb_error_set(ctx->err, CB_E_IO, saved,
+				  "zip: cannot duplicate the archive's descriptor: %s",
+				  strerror(saved));
+		goto out;
+	}
+	fp = fdopen(fd, "rb");
+	if (fp == NULL) {
+		int saved = errno;
+
+		st = cb_error_set(ctx->err, saved == ENOMEM ? CB_E_NOMEM : CB_E_IO, saved,
+				  "zip: cannot open the archive's descriptor: %s", strerror(saved));
+		goto out;
+	}
+	fd = -1;
+	/* Starting after a prefix makes offsets that ignore it right for libzip too. */
+	src = zip_source_filep_create(fp, cd->prefix_bytes, -1, &zerr);
+	if (src == NULL) {
+		st = cb_error_set(ctx->err, CB_E_ZIP, 0, "zip: cannot read the archive: %s",
+				  zip_error_strerror(&zerr));
+		goto out;
+	}
+	fp = NULL;
+	ctx->za = zip_open_from_source(src, ZIP_RDONLY, &zerr);
+	if (ctx->za == NULL) {
+		st = cb_error_set(ctx->err,
+				  zip_error_code_zip(&zerr) == ZIP_ER_MEMORY ? CB_E_NOMEM : CB_E_ZIP,
+				  0, "zip: cannot open the archive: %s", zip_error_strerror(&zerr));
+		goto out;
+	}
+	src = NULL;
+	if (zip_get_num_entries(ctx->za, 0) < 0 ||
+	    (uint64_t)zip_get_num_entries(ctx->za, 0) != cd->entries) {
+		st = cb_error_set(ctx->err, CB_E_ZIP, 0,
+				  "zip: libzip sees %lld entries where the central directory has %llu",
+				  (long long)zip_get_num_entries(ctx->za, 0),
+				  (unsigned long long)cd->entries);
+		goto out;
+	}
+out:
+	if (src != NULL)
+		zip_source_free(src);
+	if (fp != NULL)
+		fclose(fp);
+	if (fd >= 0)
+		close(fd);
+	zip_error_fini(&zerr);
+	return st;
+}
+
+/* The entry as libzip will read it must be the entry we judged. */
+static enum cb_status check_agrees(struct unpack_ctx *ctx, const struct unpack_entry *e)
+{
+	zip_stat_t zs;
+
+	zip_stat_init(&zs);
+	if (zip_stat_index(ctx->za, e->index, 0, &zs) != 0)
+		return refuse(ctx, e->raw_name, e->raw_name_len, "libzip cannot stat it: %s",
+			      zip_strerror(ctx->za));
+	if ((e->flags & ZIP_FLAG_ENCRYPTED) != 0 ||
+	    ((zs.valid & ZIP_STAT_ENCRYPTION_METHOD) && zs.encryption_method != ZIP_EM_NONE))
+		return refuse_entry(ctx, e, "encrypted entries are not supported");
+	if (!(zs.valid & ZIP_STAT_SIZE) || !(zs.valid & ZIP_STAT_COMP_SIZE) ||
+	    !(zs.valid & ZIP_STAT_CRC) || !(zs.valid & ZIP_STAT_COMP_METHOD) ||
+	    zs.size != e->size_bytes || zs.comp_size != e->comp_size_bytes || zs.crc != e->crc ||
+	    zs.comp_method != e->method)
+		return refuse_entry(ctx, e,
+				    "libzip reads different sizes, CRC or method than the central directory");
+	if (!zip_compression_method_supported((zip_int32_t)e->method, 0))
+		return refuse(ctx, e->raw_name, e->raw_name_len,
+			      "unsupported compression method %u", (unsigned int)e->method);
+	return CB_OK;
+}
+
+/* ---- 3. judging every entry before writing anything ---- */
+
+/* Checks the raw name and stores the entry's path (no trailing '/') in the arena. */
+static enum cb_status check_name(struct unpack_ctx *ctx, struct unpack_entry *e, char **arena,
+				 bool *dir_name)
+{
+	const unsigned char *n = e->raw_name;
+	size_t len = e->raw_name_len, start = 0, components = 0;
+
+	if (len == 0)
+		return refuse_entry(ctx, e, "empty name");
+	if (memchr(n, '\0', len) != NULL)
+		return refuse_entry(ctx, e, "name contains a NUL byte");
+	if (memchr(n, '\\', len) != NULL)
+		return refuse_entry(ctx, e, "name contains a backslash");
+	if (n[0] == '/')
+		return refuse_entry(ctx, e, "absolute name");
+	if (len > UNPACK_PATH_MAX)
+		return refuse(ctx, n, len, "name longer than %u bytes", UNPACK_PATH_MAX);
+	*dir_name = n[len - 1] == '/';
+	if (*dir_name)
+		len--;
+	while (start <= len) {
+		const unsigned char *slash = memchr(n + start, '/', len - start);
+		size_t end = slash ? (size_t)(slash - n) : len;
+		size_t clen = end - start;
+
+		if (clen == 0)
+			return refuse_entry(ctx, e, "empty path component (\"//\")");
+		if (clen == 1 && n[start] == '.')
+			return refuse_entry(ctx, e, "\".\" path component");
+		if (clen == 2 && n[start] == '.' && n[start + 1] == '.')
+			return refuse_entry(ctx, e, "name escapes the bundle (\"..\")");
+		if (clen > UNPACK_NAME_MAX)
+			return refuse(ctx, n, e->raw_name_len,
+				      "path component longer than %u bytes", UNPACK_NAME_MAX);
+		if (++components > UNPACK_DEPTH_MAX)
+			return refuse(ctx, n, e->raw_name_len, "more than %u path components",
+				      UNPACK_DEPTH_MAX);
+		if (start == 0 && clen == sizeof(CB_MARKER_NAME) - 1 &&
+		    memcmp(n, CB_MARKER_NAME, clen) == 0)
+			return refuse_entry(ctx, e,
+					    "name collides with the marker \"" CB_MARKER_NAME "\"");
+		start = end + 1;
+	}
+	e->name = *arena;
+	e->name_len = len;
+	memcpy(e->name, n, len);
+	e->name[len] = '\0';
+	*arena += len + 1;
+	return CB_OK;
+}
+
+/* Decides file, directory or symlink, and the mode a file gets. */
+static enum cb_status check_kind(struct unpack_ctx *ctx, struct unpack_entry *e, bool dir_name)
+{
+	uint32_t unix_mode = e->external_attr >> 16;
+
+	e->kind = dir_name ? UNPACK_DIR : UNPACK_FILE;
+	e->mode = 0644;
+	if (e->made_by_os == ZIP_MADE_BY_UNIX && unix_mode != 0) {
+		switch (unix_mode & ZIP_UNIX_IFMT) {
+		case 0:
+			break;
+		case ZIP_UNIX_IFDIR:
+			e->kind = UNPACK_DIR;
+			break;
+		case ZIP_UNIX_IFREG:
+			if (dir_name)
+				return refuse_entry(ctx, e,
+						    "name ends in \"/\" but its mode is a regular file");
+			break;
+		case ZIP_UNIX_IFLNK:
+			if (dir_name)
+				return refuse_entry(ctx, e,
+						    "name ends in \"/\" but its mode is a symlink");
+			e->kind = UNPACK_SYMLINK;
+			break;
+		case ZIP_UNIX_IFCHR:
+			return refuse_entry(ctx, e, "character device entries are refused");
+		case ZIP_UNIX_IFBLK:
+			return refuse_entry(ctx, e, "block device entries are refused");
+		case ZIP_UNIX_IFIFO:
+			return refuse_entry(ctx, e, "FIFO entries are refused");
+		case ZIP_UNIX_IFSOCK:
+			return refuse_entry(ctx, e, "socket entries are refused");
+		default:
+			return refuse(ctx, e->raw_name, e->raw_name_len,
+				      "unknown file type in mode 0%o", (unsigned int)unix_mode);
+		}
+		/* Exec bits are kept; setuid, setgid, sticky and group/world write are not. */
+		if (unix_mode & 0111)
+			e->mode = 0755;
+	}
+	switch (e->kind) {
+	case UNPACK_DIR:
+		e->mode = 0755;
+		if (e->size_bytes != 0 || (e->method == ZIP_CM_STORE && e->comp_size_bytes != 0))
+			return refuse_entry(ctx, e, "directory entry carries data");
+		break;
+	case UNPACK_SYMLINK:
+		if (e->size_bytes == 0)
+			return refuse_entry(ctx, e, "symlink with an empty target");
+		if (e->size_bytes > UNPACK_PATH_MAX)
+			return refuse(ctx, e->raw_name, e->raw_name_len,
+				      "symlink target longer than %u bytes", UNPACK_PATH_MAX);
+		break;
+	case UNPACK_FILE:
+	case UNPACK_NONE:
+		break;
+	}
+	return CB_OK;
+}
+
+static enum cb_status check_local_header(struct unpack_ctx *ctx, struct unpack_entry *e,
+					 const struct unpack_cd *cd)
+{
+	unsigned char *h = ctx->buf;
+	size_t want = ZIP_LFH_BYTES + e->raw_name_len;
+	uint64_t data_start;
+	enum cb_status st;
+
+	if (e->local_offset > cd->cd_offset || cd->cd_offset - e->local_offset < want)
+		return refuse_entry(ctx, e, "local header lies outside the archive's data");
+	st = pread_exact(ctx, h, want, e->local_offset, "local header");
+	if (st != CB_OK)
+		return st;
+	if (memcmp(h, "PK\x03\x04", 4) != 0)
+		return refuse_entry(ctx, e, "no local header at its offset");
+	if (rd16(h + 8) != e->method || ((rd16(h + 6) ^ e->flags) & ZIP_FLAG_ENCRYPTED) != 0)
+		return refuse_entry(ctx, e,
+				    "local header and central directory disagree on method or encryption");
+	if (rd16(h + 26) != e->raw_name_len ||
+	    memcmp(h + ZIP_LFH_BYTES, e->raw_name, e->raw_name_len) != 0)
+		return refuse_entry(ctx, e,
+				    "local header and central directory disagree on the name");
+	data_start = e->local_offset + want + rd16(h + 28);
+	if (data_start > cd->cd_offset || cd->cd_offset - data_start < e->comp_size_bytes)
+		return refuse_entry(ctx, e,
+				    "data runs into the central directory (truncated archive?)");
+	e->data_end = data_start + e->comp_size_bytes;
+	return CB_OK;
+}
+
+static int cmp_offset(const void *a, const void *b)
+{
+	const struct unpack_entry *x = *(const struct unpack_entry *const *)a;
+	const struct unpack_entry *y = *(const struct unpack_entry *const *)b;
+
+	if (x->local_offset != y->local_offset)
+		return x->local_offset < y->local_offset ? -1 : 1;
+	return x->index < y->index ? -1 : (x->index > y->index);
+}
+
+static int cmp_name(const void *a, const void *b)
+{
+	const struct unpack_entry *x = *(const struct unpack_entry *const *)a;
+	const struct unpack_entry *y = *(const struct unpack_entry *const *)b;
+
+	int c = strcmp(x->name, y->name);
+
+	/* Ties in archive order, so a message names the earlier entry as "also". */
+	if (c != 0)
+		return c;
+	return x->index < y->index ? -1 : (x->index > y->index);
+}
+
+/* Two entries may not share or overlap their bytes: that is how bombs amplify. */
+static enum cb_status check_overlaps(struct unpack_ctx *ctx)
+{
+	char shown[UNPACK_SHOWN_NAME_MAX];
+	struct unpack_entry **v = ctx->by_name; /* borrowed, re-sorted by name later */
+
+	for (size_t i = 0; i < ctx->count; i++)
+		v[i] = &ctx->entries[i];
+	qsort(v, ctx->count, sizeof(*v), cmp_offset);
+	for (size_t i = 1; i < ctx->count; i++) {
+		const struct unpack_entry *a = v[i - 1], *b = v[i];
+
+		if (a->local_offset == b->local_offset)
+			return refuse(ctx, b->raw_name, b->raw_name_len,
+				      "shares its local header with entry \"%s\"",
+				      show_name(a->raw_name, a->raw_name_len, shown, sizeof(shown)));
+		if (a->data_end > b->local_offset)
+			return refuse(ctx, b->raw_name, b->raw_name_len,
+				      "overlaps the data of entry \"%s\"",
+				      show_name(a->raw_name, a->raw_name_len, shown, sizeof(shown)));
+	}
+	return CB_OK;
+}
+
+/* Compares a NUL-terminated name with key[0..len) in byte order. */
+static int cmp_key(const char *name, const char *key, size_t len)
+{
+	int c = strncmp(name, key, len);
+
+	if (c != 0)
+		return c;
+	return name[len] == '\0' ? 0 : 1;
+}
+
+/* The first entry, in name order, not below key[0..len). */
+static size_t lower_bound(const struct unpack_ctx *ctx, const char *key, size_t len)
+{
+	size_t lo = 0, hi = ctx->count;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (cmp_key(ctx->by_name[mid]->name, key, len) < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+/*
+ * What the archive holds at path[0..len): an entry (stored in *found), a
+ * directory implied by deeper names, or nothing (UNPACK_NONE).
+ */
+static enum unpack_kind lookup(const struct unpack_ctx *ctx, const char *path, size_t len,
+			       const struct unpack_entry **found)
+{
+	char key[UNPACK_PATH_MAX + 2];
+	size_t i;
+
+	*found = NULL;
+	if (len > UNPACK_PATH_MAX)
+		return UNPACK_NONE;
+	i = lower_bound(ctx, path, len);
+	if (i < ctx->count && cmp_key(ctx->by_name[i]->name, path, len) == 0) {
+		*found = ctx->by_name[i];
+		return (*found)->kind;
+	}
+	memcpy(key, path, len);
+	key[len] = '/';
+	i = lower_bound(ctx, key, len + 1);
+	if (i < ctx->count && strncmp(ctx->by_name[i]->name, key, len + 1) == 0)
+		return UNPACK_DIR;
+	return UNPACK_NONE;
+}
+
+static const char *kind_name(enum unpack_kind kind)
+{
+	switch (kind) {
+	case UNPACK_DIR:
+		return "directory";
+	case UNPACK_SYMLINK:
+		return "symlink";
+	case UNPACK_FILE:
+	case UNPACK_NONE:
+		break;
+	}
+	return "file";
+}
+
+/* No duplicates, and every ancestor of an entry is a directory, never a file or symlink. */
+static enum cb_status check_tree(struct unpack_ctx *ctx)
+{
+	char shown[UNPACK_SHOWN_NAME_MAX];
+
+	for (size_t i = 0; i < ctx->count; i++)
+		ctx->by_name[i] = &ctx->entries[i];
+	qsort(ctx->by_name, ctx->count, sizeof(*ctx->by_name), cmp_name);
+	for (size_t i = 1; i < ctx->count; i++) {
+		const struct unpack_entry *a = ctx->by_name[i - 1], *b = ctx->by_name[i];
+
+		if (strcmp(a->name, b->name) != 0)
+			continue;
+		if (a->kind == b->kind)
+			return refuse(ctx, b->raw_name, b->raw_name_len,
+				      "duplicate name (also entry %llu)",
+				      (unsigned long long)a->index + 1);
+		return refuse(ctx, b->raw_name, b->raw_name_len,
+			      "a %s and a %s at the same path (entry \"%s\")", kind_name(a->kind),
+			      kind_name(b->kind),
+			      show_name(a->raw_name, a->raw_name_len, shown, sizeof(shown)));
+	}
+	for (size_t i = 0; i < ctx->count; i++) {
+		const struct unpack_entry *e = &ctx->entries[i], *anc;
+
+		for (size_t k = 0; k < e->name_len; k++) {
+			if (e->name[k] != '/')
+				continue;
+			if (lookup(ctx, e->name, k, &anc) != UNPACK_DIR && anc != NULL)
+				return refuse(ctx, e->raw_name, e->raw_name_len,
+					      "its parent \"%s\" is a %s in the archive, not a directory",
+					      show_name((const unsigned char *)anc->name,
+							anc->name_len, shown, sizeof(shown)),
+					      kind_name(anc->kind));
+		}
+	}
+	return CB_OK;
+}
+
+static const char *show_target(const struct unpack_entry *link, char *out, size_t out_size)
+{
+	return show_name((const unsigned char *)link->link_target, strlen(link->link_target), out,
+			 out_size);
+}
+
+/*
+ * Resolves a symlink's target the way the kernel will, against the tree the
+ * archive describes (the destination starts empty, so that is the whole
+ * tree): ".." pops a real directory, an intermediate symlink is replaced by
+ * its own target. A ".." with nothing left to pop leaves the bundle.
+ */
+static enum cb_status check_link_target(struct unpack_ctx *ctx, const struct unpack_entry *link)
+{
+	struct pending {
+		const char *s;
+		size_t len, pos;
+	} todo[UNPACK_SYMLINK_HOPS_MAX + 1];
+	char path[UNPACK_PATH_MAX + 1];
+	char shown[UNPACK_SHOWN_NAME_MAX];
+	size_t comp_end[UNPACK_PATH_MAX / 2 + 1];
+	size_t depth = 0, path_len = 0, ntodo = 1, hops = 0;
+	const char *slash = strrchr(link->name, '/');
+
+	/* Start in the link's directory. */
+	if (slash != NULL) {
+		path_len = (size_t)(slash - link->name);
+		memcpy(path, link->name, path_len);
+		for (size_t k = 0; k <= path_len; k++)
+			if (k == path_len || path[k] == '/')
+				comp_end[depth++] = k;
+	}
+	todo[0].s = link->link_target;
+	todo[0].len = strlen(link->link_target);
+	todo[0].pos = 0;
+	while (ntodo > 0) {
+		struct pending *t = &todo[ntodo - 1];
+		const char *c;
+		size_t clen;
+		const struct unpack_entry *hit;
+		enum unpack_kind kind;
+		bool last;
+
+		if (t->pos > t->len) {
+			ntodo--;
+			continue;
+		}
+		c = t->s + t->pos;
+		clen = strcspn(c, "/");
+		if (t->pos + clen > t->len)
+			clen = t->len - t->pos;
+		t->pos += clen + 1;
+		if (clen == 0 || (clen == 1 && c[0] == '.'))
+			continue;
+		if (clen == 2 && c[0] == '.' && c[1] == '.') {
+			if (depth == 0)
+				return refuse(ctx, link->raw_name, link->raw_name_len,
+					      "symlink target \"%s\" escapes the bundle",
+					      show_target(link, shown, sizeof(shown)));
+			depth--;
+			path_len = depth ? comp_end[depth - 1] : 0;
+			continue;
+		}
+		if (path_len + 1 + clen > UNPACK_PATH_MAX ||
+		    depth >= sizeof(comp_end) / sizeof(comp_end[0]))
+			return refuse(ctx, link->raw_name, link->raw_name_len,
+				      "symlink target resolves to a path longer than %u bytes",
+				      UNPACK_PATH_MAX);
+		last = true;
+		for (size_t k = ntodo; k-- > 0;)
+			if (todo[k].pos <= todo[k].len) {
+				last = false;
+				break;
+			}
+		if (depth > 0)
+			path[path_len++] = '/';
+		memcpy(path + path_len, c, clen);
+		kind = lookup(ctx, path, path_len + clen, &hit);
+		if (kind == UNPACK_SYMLINK && !last) {
+			/* Continue from the intermediate link's own target, in its directory. */
+			if (depth > 0)
+				path_len--;
+			if (++hops > UNPACK_SYMLINK_HOPS_MAX)
+				return refuse(ctx, link->raw_name, link->raw_name_len,
+					      "symlink target \"%s\" has too many levels of symlinks",
+					      show_target(link, shown, sizeof(shown)));
+			todo[ntodo].s = hit->link_target;
+			todo[ntodo].len = strlen(hit->link_target);
+			todo[ntodo].pos = 0;
+			ntodo++;
+			continue;
+		}
+		if (kind == UNPACK_FILE && !last)
+			return CB_OK; /* the kernel stops here with ENOTDIR */
+		path_len += clen;
+		comp_end[depth++] = path_len;
+	}
+	return CB_OK;
+}
+
+/* ---- reading entries ---- */
+
+static enum cb_status read_fail(struct unpack_ctx *ctx, const struct unpack_entry *e, zip_file_t *zf)
+{
+	zip_error_t *ze = zip_file_get_error(zf);
+
+	switch (zip_error_code_zip(ze)) {
+	case ZIP_ER_CRC:
+		return refuse_entry(ctx, e, "CRC mismatch (the data is corrupt)");
+	case ZIP_ER_INCONS:
+		return refuse_entry(ctx, e, "data does not match its declared size");
+	case ZIP_ER_MEMORY:
+		return nomem(ctx);
+	default:
+		return refuse(ctx, e->raw_name, e->raw_name_len, "cannot read its data: %s",
+			      zip_error_strerror(ze));
+	}
+}
+
+static enum cb_status write_all(struct unpack_ctx *ctx, const struct unpack_entry *e, int fd,
+				const unsigned char *p, size_t len)
+{
+	while (len > 0) {
+		ssize_t n = write(fd, p, len);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return sys_fail(ctx, e, errno, "write");
+		if (n == 0)
+			return sys_fail(ctx, e, ENOSPC, "write");
+		p += n;
+		len -= (size_t)n;
+	}
+	return CB_OK;
+}
+
+/*
+ * Reads the entry to its end, so libzip checks its CRC, into fd or into mem
+ * (which holds size_bytes + 1). Never accepts more than the declared size.
+ */
+static enum cb_status read_entry(struct unpack_ctx *ctx, const struct unpack_entry *e, int fd,
+				 char *mem)
+{
+	zip_file_t *zf;
+	uint64_t done = 0;
+	zip_int64_t n;
+	enum cb_status st = CB_OK;
+
+	zf = zip_fopen_index(ctx->za, e->index, 0);
+	if (zf == NULL)
+		return refuse(ctx, e->raw_name, e->raw_name_len, "cannot open its data: %s",
+			      zip_strerror(ctx->za));
+	while (done < e->size_bytes) {
+		uint64_t want = e->size_bytes - done;
+		unsigned char *dst = mem ? (unsigned char *)mem + done : ctx->buf;
+
+		if (mem == NULL && want > UNPACK_BUF_BYTES)
+			want = UNPACK_BUF_BYTES;
+		n = zip_fread(zf, dst, want);
+		if (n < 0) {
+			st = read_fail(ctx, e, zf);
+			goto out;
+		}
+		if (n == 0) {
+			st = refuse_entry(ctx, e, "data shorter than its declared size");
+			goto out;
+		}
+		if (fd >= 0) {
+			st = write_all(ctx, e, fd, dst, (size_t)n);
+			if (st != CB_OK)
+				goto out;
+			ctx->res->unpacked_bytes += (uint64_t)n;
+		}
+		done += (uint64_t)n;
+	}
+	/* One more byte must be the end: libzip checks the CRC there. */
+	n = zip_fread(zf, ctx->buf, 1);
+	if (n < 0)
+		st = read_fail(ctx, e, zf);
+	else if (n > 0)
+		st = refuse_entry(ctx, e, "data inflates past its declared size");
+out:
+	zip_fclose(zf);
+	return st;
+}
+
+/* ---- 4. directories and files ---- */
+
+static void close_dirs_from(struct unpack_ctx *ctx, size_t level)
+{
+	while (ctx->depth > level) {
+		close(ctx->dir_fds[ctx->depth]);
+		ctx->depth--;
+	}
+}
+
+/*
+ * Makes dir_fds[depth] the directory name[0..len), creating what is missing,
+ * reusing the levels it shares with the last one. Every level is opened
+ * with O_NOFOLLOW: a symlink in the way is an error, never followed.
+ */
+static enum cb_status enter_dir(struct unpack_ctx *ctx, const struct unpack_entry *e,
+				const char *name, size_t len)
+{
+	size_t level = 0, start = 0;
+
+	while (start < len) {
+		const char *slash = memchr(name + start, '/', len - start);
+		size_t end = slash ? (size_t)(slash - name) : len;
+		size_t clen = end - start;
+		char comp[UNPACK_NAME_MAX + 1];
+		int parent, fd;
+
+		if (level < ctx->depth && ctx->dir_comp_len[level] == clen &&
+		    memcmp(ctx->dir_comp[level], name + start, clen) == 0) {
+			level++;
+			start = end + 1;
+			continue;
+		}
+		close_dirs_from(ctx, level);
+		memcpy(comp, name + start, clen);
+		comp[clen] = '\0';
+		parent = ctx->dir_fds[level];
+		if (mkdirat(parent, comp, 0755) == 0) {
+			ctx->res->dirs++;
+		} else if (errno != EEXIST) {
+			return sys_fail(ctx, e, errno, "create a directory");
+		}
+		fd = openat(parent, comp, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		if (fd < 0) {
+			int saved = errno;
+
+			if (saved == ELOOP || saved == ENOTDIR) {
+				char shown[UNPACK_SHOWN_NAME_MAX];
+
+				return refuse(ctx, e->raw_name, e->raw_name_len,
+					      "path component \"%s\" is not a directory",
+					      show_name((const unsigned char *)comp, clen, shown,
+							sizeof(shown)));
+			}
+			return sys_fail(ctx, e, saved, "open a directory");
+		}
+		if ((ctx->umask_bits & 0755) != 0 && fchmod(fd, 0755) != 0) {
+			int saved = errno;
+
+			close(fd);
+			return sys_fail(ctx, e, saved, "set a directory's mode");
+		}
+		ctx->depth = level + 1;
+		ctx->dir_fds[ctx->depth] = fd;
+		ctx->dir_comp[level] = name + start;
+		ctx->dir_comp_len[level] = clen;
+		level++;
+		start = end + 1;
+	}
+	close_dirs_from(ctx, level);
+	return CB_OK;
+}
+
+static const char *base_name(const struct unpack_entry *e, size_t *parent_len)
+{
+	const char *slash = strrchr(e->name, '/');
+
+	*parent_len = slash ? (size_t)(slash - e->name) : 0;
+	return slash ? slash + 1 : e->name;
+}
+
+static enum cb_status write_file(struct unpack_ctx *ctx, const struct unpack_entry *e)
+{
+	size_t parent_len;
+	const char *base = base_name(e, &parent_len);
+	int fd = -1;
+	enum cb_status st;
+
+	st = enter_dir(ctx, e, e->name, parent_len);
+	if (st != CB_OK)
+		return st;
+	fd = openat(ctx->dir_fds[ctx->depth], base,
+		    O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, e->mode);
+	if (fd < 0)
+		return sys_fail(ctx, e, errno, "create a file");
+	if ((ctx->umask_bits & e->mode) != 0 && fchmod(fd, e->mode) != 0) {
+		st = sys_fail(ctx, e, errno, "set a file's mode");
+		goto out;
+	}
+	st = read_entry(ctx, e, fd, NULL);
+	if (st != CB_OK)
+		goto out;
+	if (ctx->opts->max_size_bytes != 0 && ctx->res->unpacked_bytes > ctx->opts->max_size_bytes) {
+		st = entry_error(ctx, CB_E_SPACE, 0, e->raw_name, e->raw_name_len,
+				 "unpacked bytes pass the cap of %llu bytes",
+				 (unsigned long long)ctx->opts->max_size_bytes);
+		goto out;
+	}
+	ctx->res->files++;
+out:
+	if (close(fd) != 0 && st == CB_OK)
+		st = sys_fail(ctx, e, errno, "write");
+	return st;
+}
+
+static enum cb_status write_symlink(struct unpack_ctx *ctx, const struct unpack_entry *e)
+{
+	size_t parent_len;
+	const char *base = base_name(e, &parent_len);
+	enum cb_status st;
+
+	st = enter_dir(ctx, e, e->name, parent_len);
+	if (st != CB_OK)
+		return st;
+	if (symlinkat(e->link_target, ctx->dir_fds[ctx->depth], base) != 0)
+		return sys_fail(ctx, e, errno, "create a symlink");
+	ctx->res->symlinks++;
+	return CB_OK;
+}
+
+/* ---- the whole job ---- */
+
+static enum cb_status judge(struct unpack_ctx *ctx, const struct unpack_cd *cd)
+{
+	char shown[UNPACK_SHOWN_NAME_MAX];
+	char *arena = ctx->names;
+	uint64_t total = 0;
+	enum cb_status st;
+
+	for (size_t i = 0; i < ctx->count; i++) {
+		struct unpack_entry *e = &ctx->entries[i];
+		bool dir_name = false;
+
+		st = check_name(ctx, e, &arena, &dir_name);
+		if (st == CB_OK)
+			st = check_kind(ctx, e, dir_name);
+		if (st == CB_OK)
+			st = check_agrees(ctx, e);
+		if (st != CB_OK)
+			return st;
+		if (e->kind != UNPACK_DIR) {
+			if (e->size_bytes > UINT64_MAX - total)
+				total = UINT64_MAX;
+			else
+				total += e->size_bytes;
+		}
+	}
+	if (ctx->opts->max_size_bytes != 0 && total > ctx->opts->max_size_bytes)
+		return cb_error_set(ctx->err, CB_E_SPACE, 0,
+				    "zip: the entries declare %llu bytes unpacked, more than the cap of %llu bytes",
+				    (unsigned long long)total,
+				    (unsigned long long)ctx->opts->max_size_bytes);
+	for (size_t i = 0; i < ctx->count; i++) {
+		st = check_local_header(ctx, &ctx->entries[i], cd);
+		if (st != CB_OK)
+			return st;
+	}
+	st = check_overlaps(ctx);
+	if (st == CB_OK)
+		st = check_tree(ctx);
+	if (st != CB_OK)
+		return st;
+
+	/* Read every target first: resolving one may go through another. */
+	for (size_t i = 0; i < ctx->count; i++) {
+		struct unpack_entry *e = &ctx->entries[i];
+
+		if (e->kind != UNPACK_SYMLINK)
+			continue;
+		e->link_target = malloc((size_t)e->size_bytes + 1);
+		if (e->link_target == NULL)
+			return nomem(ctx);
+		st = read_entry(ctx, e, -1, e->link_target);
+		if (st != CB_OK)
+			return st;
+		e->link_target[e->size_bytes] = '\0';
+		if (strlen(e->link_target) != e->size_bytes)
+			return refuse_entry(ctx, e, "symlink target contains a NUL byte");
+		if (e->link_target[0] == '/')
+			return refuse(ctx, e->raw_name, e->raw_name_len,
+				      "symlink target \"%s\" is absolute",
+				      show_target(e, shown, sizeof(shown)));
+		if (strchr(e->link_target, '\\') != NULL)
+			return refuse_entry(ctx, e, "symlink target contains a backslash");
+	}
+	for (size_t i = 0; i < ctx->count; i++) {
+		if (ctx->entries[i].kind != UNPACK_SYMLINK)
+			continue;
+		st = check_link_target(ctx, &ctx->entries[i]);
+		if (st != CB_OK)
+			return st;
+	}
+	return CB_OK;
+}
+
+static enum cb_status extract(struct unpack_ctx *ctx)
+{
+	enum cb_status st = CB_OK;
+
+	for (size_t i = 0; i < ctx->count && st == CB_OK; i++) {
+		const struct unpack_entry *e = &ctx->entries[i];
+
+		if (e->kind == UNPACK_DIR)
+			st = enter_dir(ctx, e, e->name, e->name_len);
+		else if (e->kind == UNPACK_FILE)
+			st = write_file(ctx, e);
+	}
+	/* Last, so that no entry is ever written through a symlink. */
+	for (size_t i = 0; i < ctx->count && st == CB_OK; i++)
+		if (ctx->entries[i].kind == UNPACK_SYMLINK)
+			st = write_symlink(ctx, &ctx->entries[i]);
+	return st;
+}
+
+enum cb_status cb_unpack_zip(const struct cb_unpack_options *opts, struct cb_unpack_result *res,
+			     struct cb_error *err)
+{
+	struct unpack_ctx ctx;
+	struct unpack_cd cd;
+	enum cb_status st;
+
+	memset(&ctx, 0, sizeof(ctx));
+	memset(&cd, 0, sizeof(cd));
+	memset(res, 0, sizeof(*res));
+	ctx.opts = opts;
+	ctx.res = res;
+	ctx.err = err;
+	ctx.dir_fds[0] = opts->dest_fd;
+	ctx.umask_bits = read_umask();
+	ctx.buf = malloc(UNPACK_BUF_BYTES);
+	if (ctx.buf == NULL) {
+		st = nomem(&ctx);
+		goto out;
+	}
+	st = scan_end(&ctx, &cd);
+	if (st == CB_OK)
+		st = scan_central(&ctx, &cd);
+	if (st == CB_OK)
+		st = open_libzip(&ctx, &cd);
+	if (st != CB_OK)
+		goto out;
+	ctx.by_name = calloc(ctx.count ? ctx.count : 1, sizeof(*ctx.by_name));
+	if (ctx.by_name == NULL) {
+		st = nomem(&ctx);
+		goto out;
+	}
+	st = judge(&ctx, &cd);
+	if (st == CB_OK)
+		st = extract(&ctx);
+out:
+	close_dirs_from(&ctx, 0);
+	if (ctx.za != NULL)
+		zip_discard(ctx.za);
+	if (ctx.entries != NULL)
+		for (size_t i = 0; i < ctx.count; i++)
+			free(ctx.entries[i].link_target);
+	free(ctx.entries);
+	free(ctx.by_name);
+	free(ctx.names);
+	free(ctx.cd_buf);
+	free(ctx.buf);
+	return st;
+}

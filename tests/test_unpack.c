@@ -1,0 +1,1033 @@
+/*
+ * bootstrap/unpack.c: real zips made at test time by Info-ZIP `zip` and by
+ * Python's zipfile are extracted and compared with their source tree; the
+ * hostile corpus (tests/hostile/make_corpus.py) is extracted case by case
+ * inside a sandbox whose every other byte is watched; a real ENOSPC comes
+ * from a tiny tmpfs mounted in a private mount namespace.
+ */
+#define _GNU_SOURCE /* unshare, CLONE_NEWNS, CLONE_NEWUSER */
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <sched.h>
+#include <setjmp.h>
+#include <spawn.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "../bootstrap/unpack.h"
+
+#ifndef CB_PYTHON
+#define CB_PYTHON "python3"
+#endif
+
+extern char **environ;
+
+static char test_root[1024];
+
+/* ---- helpers: processes, files, trees ---- */
+
+/* Runs argv (searched in PATH) and returns its exit status, -1 when it did not run. */
+static int run(const char *const *argv)
+{
+	pid_t pid;
+	int status;
+
+	if (posix_spawnp(&pid, argv[0], NULL, NULL, (char *const *)(uintptr_t)argv, environ) != 0)
+		return -1;
+	while (waitpid(pid, &status, 0) < 0)
+		if (errno != EINTR)
+			return -1;
+	return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+static int run_sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+static int run_sh(const char *fmt, ...)
+{
+	char cmd[8192];
+	va_list ap;
+	const char *argv[] = {"sh", "-c", cmd, NULL};
+
+	va_start(ap, fmt);
+	vsnprintf(cmd, sizeof(cmd), fmt, ap);
+	va_end(ap);
+	return run(argv);
+}
+
+static void fmt_path(char *out, size_t size, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+/* snprintf that fails the test instead of truncating. */
+static void fmt_path(char *out, size_t size, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(out, size, fmt, ap);
+	va_end(ap);
+	assert_true(n >= 0 && (size_t)n < size);
+}
+
+static void remove_tree(const char *path)
+{
+	const char *argv[] = {"rm", "-rf", path, NULL};
+
+	(void)run(argv);
+}
+
+static void write_file(const char *path, const void *data, size_t len, mode_t mode)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, data, len), (ssize_t)len);
+	assert_int_equal(fchmod(fd, mode), 0);
+	close(fd);
+}
+
+/* Reads a whole file relative to dirfd, never following a final symlink. */
+static unsigned char *read_at(int dirfd, const char *name, size_t *len)
+{
+	int fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	struct stat sb;
+	unsigned char *buf;
+
+	assert_true(fd >= 0);
+	assert_int_equal(fstat(fd, &sb), 0);
+	buf = malloc((size_t)sb.st_size + 1);
+	assert_non_null(buf);
+	*len = 0;
+	while (*len < (size_t)sb.st_size) {
+		ssize_t n = read(fd, buf + *len, (size_t)sb.st_size - *len);
+
+		assert_true(n > 0);
+		*len += (size_t)n;
+	}
+	close(fd);
+	return buf;
+}
+
+/* Sorted entry names of a directory, "." and ".." left out. */
+static char **list_dir(int dirfd, size_t *count)
+{
+	int fd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	DIR *dir;
+	struct dirent *de;
+	char **names = NULL;
+	size_t n = 0, cap = 0;
+
+	assert_true(fd >= 0);
+	dir = fdopendir(fd);
+	assert_non_null(dir);
+	while ((de = readdir(dir)) != NULL) {
+		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+			continue;
+		if (n == cap) {
+			cap = cap ? cap * 2 : 16;
+			names = realloc(names, cap * sizeof(*names));
+			assert_non_null(names);
+		}
+		names[n] = strdup(de->d_name);
+		assert_non_null(names[n]);
+		n++;
+	}
+	closedir(dir);
+	for (size_t i = 1; i < n; i++)
+		for (size_t j = i; j > 0 && strcmp(names[j - 1], names[j]) > 0; j--) {
+			char *t = names[j];
+
+			names[j] = names[j - 1];
+			names[j - 1] = t;
+		}
+	*count = n;
+	return names;
+}
+
+static void free_list(char **names, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(names[i]);
+	free(names);
+}
+
+static mode_t expected_file_mode(mode_t src)
+{
+	return (src & 0111) ? 0755 : 0644;
+}
+
+struct tree_count {
+	uint64_t files, dirs, symlinks, bytes;
+};
+
+/*
+ * The extracted tree equals the source: same names, types, contents and
+ * symlink targets; files 0644 or 0755 after their exec bits, directories
+ * 0755. Counts what it compared.
+ */
+static void compare_trees(int src, int dst, const char *rel, struct tree_count *count)
+{
+	size_t ns, nd;
+	char **s = list_dir(src, &ns);
+	char **d = list_dir(dst, &nd);
+
+	if (ns != nd)
+		fail_msg("%s: %zu entries in the source, %zu extracted", rel, ns, nd);
+	for (size_t i = 0; i < ns; i++) {
+		struct stat a, b;
+		char path[8192];
+
+		fmt_path(path, sizeof(path), "%s/%s", rel, s[i]);
+		if (strcmp(s[i], d[i]) != 0)
+			fail_msg("%s: extracted as %s/%s", path, rel, d[i]);
+		assert_int_equal(fstatat(src, s[i], &a, AT_SYMLINK_NOFOLLOW), 0);
+		assert_int_equal(fstatat(dst, d[i], &b, AT_SYMLINK_NOFOLLOW), 0);
+		if ((a.st_mode & S_IFMT) != (b.st_mode & S_IFMT))
+			fail_msg("%s: type 0%o extracted as 0%o", path,
+				 (unsigned)(a.st_mode & S_IFMT), (unsigned)(b.st_mode & S_IFMT));
+		if (S_ISDIR(a.st_mode)) {
+			int sfd = openat(src, s[i], O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+			int dfd = openat(dst, d[i], O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+
+			assert_true(sfd >= 0 && dfd >= 0);
+			if ((b.st_mode & 07777) != 0755)
+				fail_msg("%s: directory mode 0%o, want 0755", path,
+					 (unsigned)(b.st_mode & 07777));
+			count->dirs++;
+			compare_trees(sfd, dfd, path, count);
+			close(sfd);
+			close(dfd);
+		} else if (S_ISLNK(a.st_mode)) {
+			char ta[4096], tb[4096];
+			ssize_t la = readlinkat(src, s[i], ta, sizeof(ta));
+			ssize_t lb = readlinkat(dst, d[i], tb, sizeof(tb));
+
+			assert_true(la > 0 && lb > 0);
+			if (la != lb || memcmp(ta, tb, (size_t)la) != 0)
+				fail_msg("%s: symlink target differs", path);
+			count->symlinks++;
+		} else {
+			size_t la, lb;
+			unsigned char *ca = read_at(src, s[i], &la);
+			unsigned char *cb = read_at(dst, d[i], &lb);
+
+			if (la != lb || memcmp(ca, cb, la) != 0)
+				fail_msg("%s: content differs (%zu bytes, %zu extracted)", path, la,
+					 lb);
+			if ((b.st_mode & 07777) != expected_file_mode(a.st_mode))
+				fail_msg("%s: mode 0%o from 0%o, want 0%o", path,
+					 (unsigned)(b.st_mode & 07777),
+					 (unsigned)(a.st_mode & 07777),
+					 (unsigned)expected_file_mode(a.st_mode));
+			count->files++;
+			count->bytes += la;
+			free(ca);
+			free(cb);
+		}
+	}
+	free_list(s, ns);
+	free_list(d, nd);
+}
+
+static enum cb_status unpack(const char *zip, const char *dest, uint64_t max_size_bytes,
+			     struct cb_unpack_result *res, struct cb_error *err)
+{
+	struct cb_unpack_options opts;
+	enum cb_status st;
+
+	memset(&opts, 0, sizeof(opts));
+	opts.zip_fd = open(zip, O_RDONLY | O_CLOEXEC);
+	assert_true(opts.zip_fd >= 0);
+	opts.dest_fd = open(dest, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	assert_true(opts.dest_fd >= 0);
+	opts.dest_path = dest;
+	opts.max_size_bytes = max_size_bytes;
+	cb_error_init(err);
+	st = cb_unpack_zip(&opts, res, err);
+	close(opts.zip_fd);
+	close(opts.dest_fd);
+	return st;
+}
+
+static void make_dir(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+static void make_dir(const char *fmt, ...)
+{
+	char path[4096];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(path, sizeof(path), fmt, ap);
+	va_end(ap);
+	if (mkdir(path, 0755) != 0)
+		fail_msg("mkdir %s: %s", path, strerror(errno));
+}
+
+/* ---- fixtures ---- */
+
+static int setup(void **state)
+{
+	const char *base = getenv("CB_TEST_TMP");
+	int n;
+
+	(void)state;
+	if (base == NULL)
+		base = "/tmp";
+	(void)mkdir(base, 0755);
+	n = snprintf(test_root, sizeof(test_root), "%s/unpack-XXXXXX", base);
+	if (n < 0 || (size_t)n >= sizeof(test_root) - 128)
+		return -1;
+	if (mkdtemp(test_root) == NULL)
+		return -1;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	(void)state;
+	remove_tree(test_root);
+	return 0;
+}
+
+/* A layer-shaped source tree with every kind of entry the extractor keeps. */
+static void make_source(const char *src)
+{
+	char p[4096];
+	unsigned char *big;
+	const size_t big_len = 3u * 1024 * 1024 + 12345;
+	uint32_t x = 2463534242u;
+
+	make_dir("%s", src);
+	make_dir("%s/bin", src);
+	make_dir("%s/lib", src);
+	make_dir("%s/data", src);
+	make_dir("%s/empty", src);
+	make_dir("%s/python", src);
+	make_dir("%s/python/pkg", src);
+	make_dir("%s/nodejs", src);
+	make_dir("%s/nodejs/node_modules", src);
+	make_dir("%s/nodejs/node_modules/a", src);
+	make_dir("%s/nodejs/node_modules/a/node_modules", src);
+	make_dir("%s/nodejs/node_modules/a/node_modules/b", src);
+	fmt_path(p, sizeof(p), "%s/bin/run", src);
+	write_file(p, "#!/bin/sh\necho run\n", 19, 0755);
+	fmt_path(p, sizeof(p), "%s/bin/private-exec", src);
+	write_file(p, "#!/bin/sh\n", 10, 0700);
+	fmt_path(p, sizeof(p), "%s/bin/group-writable", src);
+	write_file(p, "gw\n", 3, 0664);
+	fmt_path(p, sizeof(p), "%s/python/pkg/__init__.py", src);
+	write_file(p, "", 0, 0644);
+	fmt_path(p, sizeof(p), "%s/python/pkg/mod.py", src);
+	write_file(p, "def f():\n    return 42\n", 23, 0644);
+	fmt_path(p, sizeof(p), "%s/nodejs/node_modules/a/node_modules/b/index.js", src);
+	write_file(p, "module.exports = 1;\n", 20, 0644);
+	fmt_path(p, sizeof(p), "%s/data/name with spaces.txt", src);
+	write_file(p, "spaces\n", 7, 0600);
+	fmt_path(p, sizeof(p),
+		 "%s/data/\xc3\xbcnic\xc3\xb6"
+		 "de.txt",
+		 src);
+	write_file(p, "utf-8\n", 6, 0644);
+
+	/* Larger than the extractor's 256 KiB buffer, in both compressible flavours. */
+	big = malloc(big_len);
+	assert_non_null(big);
+	for (size_t i = 0; i < big_len; i++) {
+		x ^= x << 13;
+		x ^= x >> 17;
+		x ^= x << 5;
+		big[i] = (unsigned char)x;
+	}
+	fmt_path(p, sizeof(p), "%s/lib/libx.so.1", src);
+	write_file(p, big, big_len, 0755);
+	memset(big, 0, big_len);
+	fmt_path(p, sizeof(p), "%s/data/zeros.bin", src);
+	write_file(p, big, big_len, 0644);
+	free(big);
+
+	fmt_path(p, sizeof(p), "%s/lib/libx.so", src);
+	assert_int_equal(symlink("libx.so.1", p), 0);
+	fmt_path(p, sizeof(p), "%s/bin/tool", src);
+	assert_int_equal(symlink("run", p), 0);
+	fmt_path(p, sizeof(p), "%s/lib-dir", src);
+	assert_int_equal(symlink("lib", p), 0);
+	fmt_path(p, sizeof(p), "%s/bin/lib", src);
+	assert_int_equal(symlink("../lib/libx.so", p), 0);
+	fmt_path(p, sizeof(p), "%s/nodejs/node_modules/a/node_modules/b/up", src);
+	assert_int_equal(symlink("../../../../../bin/run", p), 0);
+}
+
+/* Python's zipfile: seekable and deflated, or streamed to a pipe with zip64 and data descriptors. */
+static const char zipfile_script[] =
+	"import os, stat, sys, zipfile\n"
+	"src, out, how = sys.argv[1], sys.argv[2], sys.argv[3]\n"
+	"stream = how == 'stream'\n"
+	"target = sys.stdout.buffer if stream else open(out, 'wb')\n"
+	"with zipfile.ZipFile(target, 'w', zipfile.ZIP_DEFLATED) as zf:\n"
+	"    for root, dirs, files in os.walk(src):\n"
+	"        dirs.sort()\n"
+	"        for name in sorted(dirs + files):\n"
+	"            full = os.path.join(root, name)\n"
+	"            rel = os.path.relpath(full, src)\n"
+	"            st = os.lstat(full)\n"
+	"            if stat.S_ISLNK(st.st_mode):\n"
+	"                zi = zipfile.ZipInfo(rel, (2024, 1, 1, 0, 0, 0))\n"
+	"                zi.create_system = 3\n"
+	"                zi.external_attr = (stat.S_IFLNK | 0o777) << 16\n"
+	"                zf.writestr(zi, os.readlink(full))\n"
+	"            elif stat.S_ISDIR(st.st_mode):\n"
+	"                zf.write(full, rel)\n"
+	"            elif stream:\n"
+	"                zi = zipfile.ZipInfo.from_file(full, rel)\n"
+	"                zi.compress_type = zipfile.ZIP_DEFLATED\n"
+	"                with open(full, 'rb') as f, zf.open(zi, 'w', force_zip64=True) as w:\n"
+	"                    w.write(f.read())\n"
+	"            else:\n"
+	"                zf.write(full, rel)\n";
+
+static void extract_and_compare(const char *zip, const char *src, const char *dest_name)
+{
+	char dest[2048];
+	struct cb_unpack_result res;
+	struct cb_error err;
+	int sfd, dfd;
+	struct tree_count count = {0, 0, 0, 0};
+
+	fmt_path(dest, sizeof(dest), "%s/%s", test_root, dest_name);
+	make_dir("%s", dest);
+	if (unpack(zip, dest, 0, &res, &err) != CB_OK)
+		fail_msg("%s: %s", zip, err.message);
+	sfd = open(src, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	dfd = open(dest, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	assert_true(sfd >= 0 && dfd >= 0);
+	compare_trees(sfd, dfd, ".", &count);
+	close(sfd);
+	close(dfd);
+	assert_true(count.files > 0);
+	assert_int_equal(res.unpacked_bytes, count.bytes);
+	assert_int_equal(res.files, count.files);
+	assert_int_equal(res.symlinks, count.symlinks);
+	assert_int_equal(res.dirs, count.dirs);
+}
+
+static void infozip_tree(void **state)
+{
+	char src[2048], zip[2048];
+
+	(void)state;
+	fmt_path(src, sizeof(src), "%s/src", test_root);
+	fmt_path(zip, sizeof(zip), "%s/infozip.zip", test_root);
+	make_source(src);
+	assert_int_equal(run_sh("cd '%s' && zip -qry '%s' .", src, zip), 0);
+	extract_and_compare(zip, src, "out-infozip");
+}
+
+static void infozip_zip64(void **state)
+{
+	char src[2048], zip[2048];
+
+	(void)state;
+	fmt_path(src, sizeof(src), "%s/src", test_root);
+	fmt_path(zip, sizeof(zip), "%s/infozip-zip64.zip", test_root);
+	make_source(src);
+	/* -fz: zip64 extra fields, zip64 end record and locator. */
+	assert_int_equal(run_sh("cd '%s' && zip -qry -fz '%s' .", src, zip), 0);
+	extract_and_compare(zip, src, "out-zip64");
+}
+
+static void infozip_streamed(void **state)
+{
+	char src[2048], plain[2048], zip[2048];
+
+	(void)state;
+	fmt_path(src, sizeof(src), "%s/src", test_root);
+	fmt_path(plain, sizeof(plain), "%s/plain", test_root);
+	fmt_path(zip, sizeof(zip), "%s/infozip-streamed.zip", test_root);
+	make_source(src);
+	/*
+	 * To a pipe, zip writes data descriptors. It refuses stored entries
+	 * there (symlinks, empty files), so stream a copy without them. (zip
+	 * 3.0 with -fz to a pipe writes a broken archive that Python and unzip
+	 * refuse too, so zip64 is covered by infozip_zip64.)
+	 */
+	assert_int_equal(run_sh("cp -r '%s' '%s' && cd '%s' && find . -type l -delete && "
+				"find . -type f -empty -delete && zip -qr - . | cat > '%s'",
+				src, plain, plain, zip),
+			 0);
+	extract_and_compare(zip, plain, "out-streamed");
+}
+
+static void infozip_sfx_prefix(void **state)
+{
+	char src[2048], zip[2048], sfx[2048];
+
+	(void)state;
+	fmt_path(src, sizeof(src), "%s/src", test_root);
+	fmt_path(zip, sizeof(zip), "%s/plain.zip", test_root);
+	fmt_path(sfx, sizeof(sfx), "%s/sfx.zip", test_root);
+	make_source(src);
+	assert_int_equal(run_sh("cd '%s' && zip -qry '%s' .", src, zip), 0);
+	/* A stub before the archive, offsets left as they were... */
+	assert_int_equal(run_sh("head -c 70000 /bin/sh > '%s' && cat '%s' >> '%s'", sfx, zip, sfx),
+			 0);
+	extract_and_compare(sfx, src, "out-sfx-raw");
+	/* ...and after `zip -A` adjusted them. */
+	assert_int_equal(run_sh("zip -qA '%s'", sfx), 0);
+	extract_and_compare(sfx, src, "out-sfx-adjusted");
+}
+
+static void python_zipfile(void **state)
+{
+	char src[2048], zip[2048], script[2048];
+	const char *argv[] = {CB_PYTHON, script, src, zip, "seek", NULL};
+
+	(void)state;
+	fmt_path(src, sizeof(src), "%s/src", test_root);
+	fmt_path(zip, sizeof(zip), "%s/python.zip", test_root);
+	fmt_path(script, sizeof(script), "%s/mkzip.py", test_root);
+	make_source(src);
+	write_file(script, zipfile_script, sizeof(zipfile_script) - 1, 0644);
+	assert_int_equal(run(argv), 0);
+	extract_and_compare(zip, src, "out-python");
+}
+
+static void python_zipfile_streamed(void **state)
+{
+	char src[2048], zip[2048], script[2048];
+
+	(void)state;
+	fmt_path(src, sizeof(src), "%s/src", test_root);
+	fmt_path(zip, sizeof(zip), "%s/python-streamed.zip", test_root);
+	fmt_path(script, sizeof(script), "%s/mkzip.py", test_root);
+	make_source(src);
+	write_file(script, zipfile_script, sizeof(zipfile_script) - 1, 0644);
+	assert_int_equal(run_sh("'%s' '%s' '%s' - stream | cat > '%s'", CB_PYTHON, script, src, zip),
+			 0);
+	extract_and_compare(zip, src, "out-python-streamed");
+}
+
+/* The cap is checked against the declared sizes before a single byte is written. */
+static void cap_refused_before_writing(void **state)
+{
+	char src[2048], zip[2048], dest[2048];
+	struct cb_unpack_result res;
+	struct cb_error err;
+	size_t n;
+	char **names;
+	int dfd;
+	const uint64_t total = 2u * (3u * 1024 * 1024 + 12345) + 19 + 10 + 3 + 23 + 20 + 7 + 6;
+
+	(void)state;
+	fmt_path(src, sizeof(src), "%s/src", test_root);
+	fmt_path(zip, sizeof(zip), "%s/cap.zip", test_root);
+	make_source(src);
+	/* Without symlinks (-y off: they become copies), so the total is files only. */
+	assert_int_equal(run_sh("cd '%s' && rm -f lib/libx.so bin/tool lib-dir bin/lib "
+				"nodejs/node_modules/a/node_modules/b/up && zip -qr '%s' .",
+				src, zip),
+			 0);
+	fmt_path(dest, sizeof(dest), "%s/out-cap", test_root);
+	make_dir("%s", dest);
+	assert_int_equal(unpack(zip, dest, total - 1, &res, &err), CB_E_SPACE);
+	assert_non_null(strstr(err.message, "more than the cap of"));
+	dfd = open(dest, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	assert_true(dfd >= 0);
+	names = list_dir(dfd, &n);
+	assert_int_equal(n, 0);
+	free_list(names, n);
+	close(dfd);
+	assert_int_equal(unpack(zip, dest, total, &res, &err), CB_OK);
+	assert_int_equal(res.unpacked_bytes, total);
+}
+
+static void dest_not_empty(void **state)
+{
+	char zip[2048], dest[2048], p[2048];
+	struct cb_unpack_result res;
+	struct cb_error err;
+
+	(void)state;
+	fmt_path(zip, sizeof(zip), "%s/one.zip", test_root);
+	fmt_path(dest, sizeof(dest), "%s/out-busy", test_root);
+	make_dir("%s", dest);
+	fmt_path(p, sizeof(p), "%s/f", dest);
+	write_file(p, "old", 3, 0644);
+	assert_int_equal(run_sh("cd '%s' && zip -q '%s' f", dest, zip), 0);
+	assert_int_equal(unpack(zip, dest, 0, &res, &err), CB_E_IO);
+	assert_non_null(strstr(err.message, "entry \"f\": already exists"));
+}
+
+/* Modes are 0644/0755 whatever the umask, and group/world bits are never added beyond them. */
+static void modes_under_strict_umask(void **state)
+{
+	char src[2048], zip[2048];
+	mode_t old;
+
+	(void)state;
+	fmt_path(src, sizeof(src), "%s/src", test_root);
+	fmt_path(zip, sizeof(zip), "%s/umask.zip", test_root);
+	make_source(src);
+	assert_int_equal(run_sh("cd '%s' && zip -qry '%s' .", src, zip), 0);
+	old = umask(077);
+	extract_and_compare(zip, src, "out-umask");
+	umask(old);
+}
+
+/*
+ * A real ENOSPC: a 64 KiB tmpfs in a private mount namespace (a child
+ * process, so the test's own namespace never changes). Skipped where
+ * namespaces are not allowed.
+ */
+static int enter_private_mounts(void)
+{
+	uid_t uid = getuid();
+	gid_t gid = getgid();
+	char map[64];
+	int fd;
+
+	if (unshare(CLONE_NEWNS) != 0) {
+		if (unshare(CLONE_NEWUSER | CLONE_NEWNS) != 0)
+			return -1;
+		fd = open("/proc/self/setgroups", O_WRONLY | O_CLOEXEC);
+		if (fd >= 0) {
+			(void)!write(fd, "deny", 4);
+			close(fd);
+		}
+		fmt_path(map, sizeof(map), "0 %u 1", (unsigned)uid);
+		fd = open("/proc/self/uid_map", O_WRONLY | O_CLOEXEC);
+		if (fd < 0 || write(fd, map, strlen(map)) < 0)
+			return -1;
+		close(fd);
+		fmt_path(map, sizeof(map), "0 %u 1", (unsigned)gid);
+		fd = open("/proc/self/gid_map", O_WRONLY | O_CLOEXEC);
+		if (fd < 0 || write(fd, map, strlen(map)) < 0)
+			return -1;
+		close(fd);
+	}
+	return mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL);
+}
+
+static void enospc_is_space(void **state)
+{
+	char src[2048], zip[2048], dest[2048];
+	int pipefd[2];
+	pid_t pid;
+	int status;
+	char msg[CB_ERROR_MESSAGE_MAX + 16] = "";
+	ssize_t got;
+
+	(void)state;
+	fmt_path(src, sizeof(src), "%s/src", test_root);
+	fmt_path(zip, sizeof(zip), "%s/enospc.zip", test_root);
+	fmt_path(dest, sizeof(dest), "%s/small-fs", test_root);
+	make_source(src);
+	assert_int_equal(run_sh("cd '%s' && zip -qry '%s' .", src, zip), 0);
+	make_dir("%s", dest);
+	assert_int_equal(pipe(pipefd), 0);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		struct cb_unpack_result res;
+		struct cb_error err;
+		enum cb_status st;
+
+		close(pipefd[0]);
+		if (enter_private_mounts() != 0 ||
+		    mount("tmpfs", dest, "tmpfs", 0, "size=64k,mode=0755") != 0)
+			_exit(77);
+		st = unpack(zip, dest, 0, &res, &err);
+		(void)!write(pipefd[1], err.message, strlen(err.message));
+		_exit((int)st);
+	}
+	close(pipefd[1]);
+	got = read(pipefd[0], msg, sizeof(msg) - 1);
+	msg[got > 0 ? got : 0] = '\0';
+	close(pipefd[0]);
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status));
+	if (WEXITSTATUS(status) == 77) {
+		print_message("no private mount namespace here: ENOSPC not exercised\n");
+		skip();
+	}
+	if (WEXITSTATUS(status) != CB_E_SPACE)
+		fail_msg("status %d, want CB_E_SPACE: %s", WEXITSTATUS(status), msg);
+	assert_non_null(strstr(msg, "entry \""));
+	assert_non_null(strstr(msg, "No space left on device"));
+}
+
+/* ---- the hostile corpus ---- */
+
+struct want {
+	char kind; /* 'f', 'd', 'l' */
+	char *path;
+	unsigned mode;
+	char *payload; /* hex content or symlink target */
+	int seen;
+};
+
+struct hostile_case {
+	char *file;
+	char *expect;
+	uint64_t max_size_bytes;
+	char *message;
+	struct want *wants;
+	size_t nwants;
+};
+
+static int hex_value(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	return -1;
+}
+
+/* Splits line at tabs in place; returns the number of fields. */
+static size_t split_tabs(char *line, char **fields, size_t max)
+{
+	size_t n = 0;
+
+	while (n < max) {
+		char *tab = strchr(line, '\t');
+
+		fields[n++] = line;
+		if (tab == NULL)
+			break;
+		*tab = '\0';
+		line = tab + 1;
+	}
+	return n;
+}
+
+static struct hostile_case *load_cases(const char *tsv, size_t *count, char **text_out)
+{
+	size_t len;
+	int dfd = AT_FDCWD;
+	unsigned char *text = read_at(dfd, tsv, &len);
+	struct hostile_case *cases = NULL;
+	size_t n = 0;
+	char *line = (char *)text;
+
+	text[len] = '\0';
+	while (line != NULL && *line != '\0') {
+		char *nl = strchr(line, '\n');
+		char *f[6];
+		size_t nf;
+
+		if (nl != NULL)
+			*nl = '\0';
+		nf = split_tabs(line, f, 6);
+		if (strcmp(f[0], "case") == 0) {
+			assert_int_equal(nf, 5);
+			cases = realloc(cases, (n + 1) * sizeof(*cases));
+			assert_non_null(cases);
+			memset(&cases[n], 0, sizeof(cases[n]));
+			cases[n].file = f[1];
+			cases[n].expect = f[2];
+			cases[n].max_size_bytes = strtoull(f[3], NULL, 10);
+			cases[n].message = f[4];
+			n++;
+		} else {
+			struct hostile_case *c = &cases[n - 1];
+			struct want *w;
+
+			assert_true(n > 0);
+			c->wants = realloc(c->wants, (c->nwants + 1) * sizeof(*c->wants));
+			assert_non_null(c->wants);
+			w = &c->wants[c->nwants++];
+			memset(w, 0, sizeof(*w));
+			w->kind = f[0][0];
+			w->path = f[1];
+			if (w->kind == 'f') {
+				assert_int_equal(nf, 4);
+				w->mode = (unsigned)strtoul(f[2], NULL, 8);
+				w->payload = f[3];
+			} else if (w->kind == 'l') {
+				assert_int_equal(nf, 3);
+				w->payload = f[2];
+			} else {
+				assert_int_equal(nf, 2);
+			}
+		}
+		line = nl ? nl + 1 : NULL;
+	}
+	*count = n;
+	*text_out = (char *)text;
+	return cases;
+}
+
+/* Every path under dirfd must be one the case lists, as it lists it. */
+static int check_wants(int dirfd, const char *rel, struct hostile_case *c, const char *file)
+{
+	size_t n;
+	char **names = list_dir(dirfd, &n);
+	int bad = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		char path[8192];
+		struct stat sb;
+		struct want *w = NULL;
+
+		if (rel[0] == '\0')
+			fmt_path(path, sizeof(path), "%s", names[i]);
+		else
+			fmt_path(path, sizeof(path), "%s/%s", rel, names[i]);
+		for (size_t k = 0; k < c->nwants && w == NULL; k++)
+			if (strcmp(c->wants[k].path, path) == 0)
+				w = &c->wants[k];
+		if (w == NULL) {
+			print_error("%s: unexpected %s\n", file, path);
+			bad++;
+			continue;
+		}
+		w->seen = 1;
+		assert_int_equal(fstatat(dirfd, names[i], &sb, AT_SYMLINK_NOFOLLOW), 0);
+		if (w->kind == 'd') {
+			int sub = openat(dirfd, names[i],
+					 O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+
+			if (sub < 0 || (sb.st_mode & 07777) != 0755) {
+				print_error("%s: %s is not a 0755 directory\n", file, path);
+				bad++;
+			} else {
+				bad += check_wants(sub, path, c, file);
+			}
+			if (sub >= 0)
+				close(sub);
+		} else if (w->kind == 'l') {
+			char target[4096];
+			ssize_t tl = readlinkat(dirfd, names[i], target, sizeof(target) - 1);
+
+			if (!S_ISLNK(sb.st_mode) || tl < 0 ||
+			    (target[tl] = '\0', strcmp(target, w->payload) != 0)) {
+				print_error("%s: %s is not a symlink to %s\n", file, path,
+					    w->payload);
+				bad++;
+			}
+		} else {
+			size_t len, hexlen = strlen(w->payload);
+			unsigned char *data;
+			int same;
+
+			if (!S_ISREG(sb.st_mode) || (sb.st_mode & 07777) != w->mode) {
+				print_error("%s: %s is not a regular file with mode 0%o (0%o)\n",
+					    file, path, w->mode, (unsigned)(sb.st_mode & 07777));
+				bad++;
+				continue;
+			}
+			data = read_at(dirfd, names[i], &len);
+			same = len * 2 == hexlen;
+			for (size_t k = 0; same && k < len; k++)
+				same = hex_value(w->payload[2 * k]) * 16 +
+					       hex_value(w->payload[2 * k + 1]) ==
+				       data[k];
+			if (!same) {
+				print_error("%s: %s has the wrong content\n", file, path);
+				bad++;
+			}
+			free(data);
+		}
+	}
+	free_list(names, n);
+	return bad;
+}
+
+/* Appends "path type size mode [target]" for everything under dirfd, staging/ left out. */
+static void snapshot(int dirfd, const char *rel, char **out, size_t *len, size_t *cap)
+{
+	size_t n;
+	char **names = list_dir(dirfd, &n);
+
+	for (size_t i = 0; i < n; i++) {
+		char line[8192 + 128], target[4096] = "";
+		struct stat sb;
+		int w;
+
+		if (rel[0] == '\0' && strcmp(names[i], "staging") == 0)
+			continue;
+		assert_int_equal(fstatat(dirfd, names[i], &sb, AT_SYMLINK_NOFOLLOW), 0);
+		if (S_ISLNK(sb.st_mode)) {
+			ssize_t tl = readlinkat(dirfd, names[i], target, sizeof(target) - 1);
+
+			target[tl > 0 ? tl : 0] = '\0';
+		}
+		w = snprintf(line, sizeof(line), "%s/%s %o %lld %s\n", rel, names[i],
+			     (unsigned)sb.st_mode, (long long)sb.st_size, target);
+		assert_true(w > 0);
+		if (*len + (size_t)w + 1 > *cap) {
+			*cap = (*len + (size_t)w + 1) * 2;
+			*out = realloc(*out, *cap);
+			assert_non_null(*out);
+		}
+		memcpy(*out + *len, line, (size_t)w + 1);
+		*len += (size_t)w;
+		if (S_ISDIR(sb.st_mode)) {
+			int sub = openat(dirfd, names[i],
+					 O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+			char path[8192];
+
+			assert_true(sub >= 0);
+			fmt_path(path, sizeof(path), "%s/%s", rel, names[i]);
+			snapshot(sub, path, out, len, cap);
+			close(sub);
+		}
+	}
+	free_list(names, n);
+}
+
+static char *snapshot_of(const char *dir)
+{
+	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	char *out = strdup("");
+	size_t len = 0, cap = 1;
+
+	assert_true(fd >= 0);
+	assert_non_null(out);
+	snapshot(fd, "", &out, &len, &cap);
+	close(fd);
+	return out;
+}
+
+static int run_case(const struct hostile_case *cc, const char *corpus, const char *sandbox)
+{
+	struct hostile_case *c = (struct hostile_case *)(uintptr_t)cc;
+	char zip[2048], dest[2048], p[2048];
+	struct cb_unpack_result res;
+	struct cb_error err;
+	enum cb_status st, want_st;
+	char *before, *after;
+	int bad = 0;
+
+	remove_tree(sandbox);
+	make_dir("%s", sandbox);
+	make_dir("%s/staging", sandbox);
+	make_dir("%s/staging-sibling", sandbox);
+	fmt_path(p, sizeof(p), "%s/staging-sibling/keep.txt", sandbox);
+	write_file(p, "keep", 4, 0644);
+	fmt_path(zip, sizeof(zip), "%s/%s", corpus, c->file);
+	fmt_path(dest, sizeof(dest), "%s/staging", sandbox);
+	before = snapshot_of(sandbox);
+	st = unpack(zip, dest, c->max_size_bytes, &res, &err);
+	after = snapshot_of(sandbox);
+	if (strcmp(before, after) != 0) {
+		print_error("%s: something changed outside the destination:\n--- before\n%s--- after\n%s",
+			    c->file, before, after);
+		bad++;
+	}
+	free(before);
+	free(after);
+	want_st = strcmp(c->expect, "ok") == 0    ? CB_OK :
+		  strcmp(c->expect, "space") == 0 ? CB_E_SPACE :
+						    CB_E_ZIP;
+	if (st != want_st) {
+		print_error("%s: status %d, want %d (%s): %s\n", c->file, st, want_st, c->expect,
+			    err.message);
+		return bad + 1;
+	}
+	if (st != CB_OK) {
+		if (strstr(err.message, c->message) == NULL) {
+			print_error("%s: message \"%s\" lacks \"%s\"\n", c->file, err.message,
+				    c->message);
+			bad++;
+		}
+		if (strchr(err.message, '\n') != NULL) {
+			print_error("%s: message spans lines\n", c->file);
+			bad++;
+		}
+		return bad;
+	}
+	{
+		int dfd = open(dest, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		uint64_t files = 0, links = 0;
+
+		assert_true(dfd >= 0);
+		bad += check_wants(dfd, "", c, c->file);
+		close(dfd);
+		for (size_t k = 0; k < c->nwants; k++) {
+			if (!c->wants[k].seen) {
+				print_error("%s: %s was not extracted\n", c->file, c->wants[k].path);
+				bad++;
+			}
+			files += c->wants[k].kind == 'f';
+			links += c->wants[k].kind == 'l';
+		}
+		if (res.files != files || res.symlinks != links) {
+			print_error("%s: result counts %llu files, %llu symlinks; want %llu, %llu\n",
+				    c->file, (unsigned long long)res.files,
+				    (unsigned long long)res.symlinks, (unsigned long long)files,
+				    (unsigned long long)links);
+			bad++;
+		}
+	}
+	return bad;
+}
+
+static void hostile_corpus(void **state)
+{
+	char corpus[2048], sandbox[2048], tsv[2048], script[2048];
+	const char *srcdir = getenv("CB_TEST_SRC");
+	const char *argv[] = {CB_PYTHON, script, corpus, "--escape-dir", sandbox, NULL};
+	struct hostile_case *cases;
+	size_t n, ok = 0, refused = 0;
+	char *text;
+	int bad = 0;
+
+	(void)state;
+	fmt_path(script, sizeof(script), "%s/hostile/make_corpus.py", srcdir ? srcdir : "tests");
+	fmt_path(corpus, sizeof(corpus), "%s/corpus", test_root);
+	fmt_path(sandbox, sizeof(sandbox), "%s/sandbox", test_root);
+	fmt_path(tsv, sizeof(tsv), "%s/cases.tsv", corpus);
+	assert_int_equal(run(argv), 0);
+	cases = load_cases(tsv, &n, &text);
+	assert_true(n >= 25);
+	for (size_t i = 0; i < n; i++) {
+		int b = run_case(&cases[i], corpus, sandbox);
+
+		bad += b;
+		if (b == 0 && strcmp(cases[i].expect, "ok") == 0)
+			ok++;
+		else if (b == 0)
+			refused++;
+	}
+	print_message("hostile corpus: %zu cases, %zu extracted as expected, %zu refused as expected\n",
+		      n, ok, refused);
+	for (size_t i = 0; i < n; i++)
+		free(cases[i].wants);
+	free(cases);
+	free(text);
+	if (bad != 0)
+		fail_msg("%d problems in the hostile corpus", bad);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(infozip_tree, setup, teardown),
+		cmocka_unit_test_setup_teardown(infozip_zip64, setup, teardown),
+		cmocka_unit_test_setup_teardown(infozip_streamed, setup, teardown),
+		cmocka_unit_test_setup_teardown(infozip_sfx_prefix, setup, teardown),
+		cmocka_unit_test_setup_teardown(python_zipfile, setup, teardown),
+		cmocka_unit_test_setup_teardown(python_zipfile_streamed, setup, teardown),
+		cmocka_unit_test_setup_teardown(cap_refused_before_writing, setup, teardown),
+		cmocka_unit_test_setup_teardown(dest_not_empty, setup, teardown),
+		cmocka_unit_test_setup_teardown(modes_under_strict_umask, setup, teardown),
+		cmocka_unit_test_setup_teardown(enospc_is_space, setup, teardown),
+		cmocka_unit_test_setup_teardown(hostile_corpus, setup, teardown),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
