@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include "../cache/cache.h"
+#include "pack.h"
 
 #define CB_COLD_ABI_VERSION 1u
 #define CB_COLD_SYMBOL "cb_cold_ops_v1"
@@ -55,6 +56,9 @@ struct cb_cold_ops {
 	/* Hashes a local file. Errors: CB_E_IO, CB_E_NOMEM. */
 	enum cb_status (*hash_file)(const char *path, enum cb_hash_algo algo,
 				    struct cb_checksum *out, struct cb_error *err);
+	/* Builds a bundle zip from a folder; see bootstrap/pack.h (cb_pack_run). */
+	enum cb_status (*pack)(const struct cb_pack_request *req, struct cb_pack_result *res,
+			       struct cb_error *err);
 };
 
 /*

@@ -1,6 +1,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -141,13 +142,44 @@ static enum cb_command command_named(const char *word)
 		const char *name;
 		enum cb_command command;
 	} commands[] = {
-		{"ensure", CB_CMD_ENSURE}, {"status", CB_CMD_STATUS}, {"stats", CB_CMD_STATS},
-		{"hash", CB_CMD_HASH},     {"help", CB_CMD_HELP},
+		{"ensure", CB_CMD_ENSURE},       {"status", CB_CMD_STATUS}, {"stats", CB_CMD_STATS},
+		{"hash", CB_CMD_HASH},           {"help", CB_CMD_HELP},     {"pack", CB_CMD_PACK},
+		{"extension", CB_CMD_EXTENSION},
 	};
 
 	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
 		if (strcmp(word, commands[i].name) == 0)
 			return commands[i].command;
+	return CB_CMD_RUN;
+}
+
+/*
+ * How Lambda starts coldboot without a subcommand: as a custom runtime's
+ * bootstrap (argv[0] named bootstrap, or COLDBOOT_EXEC set and no
+ * arguments), or as an extension (argv[0] inside an extensions/ folder).
+ * Configuration then comes from the environment only.
+ */
+static int in_extensions_dir(const char *path, const char *base)
+{
+	static const char dir[] = "extensions/";
+	size_t n = sizeof(dir) - 1;
+	size_t dir_len = (size_t)(base - path);
+
+	if (dir_len < n || strncmp(base - n, dir, n) != 0)
+		return 0;
+	return dir_len == n || base[-(ptrdiff_t)n - 1] == '/';
+}
+
+static enum cb_command lambda_mode(int argc, char **argv, const char *exec)
+{
+	const char *name = argv[0] != NULL ? argv[0] : "";
+	const char *base = strrchr(name, '/');
+
+	base = base != NULL ? base + 1 : name;
+	if (in_extensions_dir(name, base))
+		return CB_CMD_EXTENSION;
+	if (strcmp(base, "bootstrap") == 0 || (exec != NULL && argc <= 1))
+		return CB_CMD_RUNTIME;
 	return CB_CMD_RUN;
 }
 
@@ -176,16 +208,28 @@ enum cb_status cb_config_parse(int argc, char **argv, struct cb_config *cfg, str
 	cfg->log_level = CB_LOG_INFO;
 	cfg->argc = argc;
 	cfg->argv = argv;
+	cfg->exec = getenv("COLDBOOT_EXEC");
+	if (cfg->exec != NULL && cfg->exec[0] == '\0')
+		cfg->exec = NULL;
+	if (argc > 0)
+		cfg->command = lambda_mode(argc, argv, cfg->exec);
 
 	status = read_environment(cfg, err);
 	if (status != CB_OK)
 		return status;
+	if (cfg->command == CB_CMD_RUNTIME || cfg->command == CB_CMD_EXTENSION) {
+		/* Lambda passes no options; any arguments go to the runtime. */
+		cfg->args = argv + 1;
+		cfg->arg_count = argc > 0 ? argc - 1 : 0;
+		goto done;
+	}
 
 	if (argc > 1 && command_named(argv[1]) != CB_CMD_RUN) {
 		cfg->command = command_named(argv[1]);
 		i = 2;
-		/* stats parses its own options; hash takes files. */
-		if (cfg->command == CB_CMD_STATS || cfg->command == CB_CMD_HASH) {
+		/* stats and pack parse their own options; hash takes files. */
+		if (cfg->command == CB_CMD_STATS || cfg->command == CB_CMD_HASH ||
+		    cfg->command == CB_CMD_PACK) {
 			cfg->args = argv + i;
 			cfg->arg_count = argc - i;
 			goto done;

@@ -14,6 +14,9 @@ enum cb_command {
 	CB_CMD_HASH,
 	CB_CMD_HELP,
 	CB_CMD_VERSION,
+	CB_CMD_PACK,      /* coldboot pack [-o OUT.zip] DIR */
+	CB_CMD_EXTENSION, /* a Lambda extension: /opt/extensions/coldboot, or coldboot extension */
+	CB_CMD_RUNTIME,   /* a Lambda custom runtime: invoked as bootstrap, or COLDBOOT_EXEC set */
 };
 
 struct cb_config {
@@ -30,7 +33,8 @@ struct cb_config {
 	int64_t lock_timeout_ms;
 	uint64_t max_size_bytes; /* 0: the free space */
 	enum cb_log_level log_level;
-	char **args; /* run: the command and its arguments; hash/stats/pack: operands */
+	const char *exec; /* COLDBOOT_EXEC: what the custom runtime mode runs, or NULL */
+	char **args;      /* run: the command and its arguments; hash/stats/pack: operands */
 	int arg_count;
 	int argc; /* the whole command line, for subcommands that parse their own */
 	char **argv;

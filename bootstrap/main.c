@@ -4,10 +4,13 @@
  */
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cold.h"
 #include "config.h"
 #include "ensure.h"
+#include "extension.h"
+#include "lambda_runtime.h"
 #include "run_handler.h"
 #include "stats_cmd.h"
 #include "status_cmd.h"
@@ -18,6 +21,8 @@ static const char USAGE_RUN[] =
 	"       coldboot status [OPTIONS]\n"
 	"       coldboot stats [--json] [--svg FILE] [FILE...]\n"
 	"       coldboot hash [--xxh64] FILE...\n"
+	"       coldboot pack [-o OUT.zip] DIR\n"
+	"       coldboot extension [OPTIONS]\n"
 	"\n"
 	"Makes sure the dependency bundle (a zip) is unpacked in the cache, then runs\n"
 	"COMMAND with PATH, LD_LIBRARY_PATH, PYTHONPATH and NODE_PATH prefixed from it\n"
@@ -62,6 +67,16 @@ static const char USAGE_HASH[] =
 	"same digits as `xxhsum -H2`), ready for --checksum / COLDBOOT_CHECKSUM. With one\n"
 	"file only the checksum is printed; with several, `CHECKSUM  FILE` lines.\n";
 
+static const char USAGE_PACK[] =
+	"usage: coldboot pack [-o OUT.zip] DIR\n"
+	"\n"
+	"Zips the contents of DIR into a bundle (default: ./<name of DIR>.zip) and prints\n"
+	"the two lines to paste into the function's settings. The zip is deterministic:\n"
+	"entries sorted by name, timestamps 1980-01-01, modes 0644/0755, so packing the\n"
+	"same folder twice gives the same bytes and the same checksum. Symlinks are kept\n"
+	"when they stay inside DIR; one that is absolute or points outside is refused\n"
+	"(coldboot would refuse it when unpacking).\n";
+
 static int fail(const struct cb_error *err)
 {
 	fprintf(stderr, "coldboot: error: %s\n", err->message);
@@ -79,6 +94,9 @@ static int print_help(enum cb_command command)
 		break;
 	case CB_CMD_HASH:
 		fputs(USAGE_HASH, stdout);
+		break;
+	case CB_CMD_PACK:
+		fputs(USAGE_PACK, stdout);
 		break;
 	case CB_CMD_STATS: {
 		char name[] = "stats";
@@ -132,6 +150,102 @@ static int run_hash(const struct cb_config *cfg)
 	return 0;
 }
 
+/* The zip's file name, for the COLDBOOT_URL placeholder. */
+static const char *base_name(const char *path)
+{
+	const char *slash = strrchr(path, '/');
+
+	return slash != NULL ? slash + 1 : path;
+}
+
+static int run_pack(const struct cb_config *cfg)
+{
+	struct cb_pack_request req;
+	struct cb_pack_result res;
+	const struct cb_cold_ops *ops;
+	struct cb_error err;
+	char default_out[PATH_MAX];
+	char real_dir[PATH_MAX];
+	const char *out = NULL;
+	const char *dir = NULL;
+
+	cb_error_init(&err);
+	for (int i = 0; i < cfg->arg_count; i++) {
+		const char *arg = cfg->args[i];
+
+		if (strcmp(arg, "-h") == 0 || strcmp(arg, "--help") == 0)
+			return print_help(CB_CMD_PACK);
+		if (strcmp(arg, "-o") == 0 || strcmp(arg, "--output") == 0) {
+			if (i + 1 >= cfg->arg_count) {
+				fprintf(stderr, "coldboot: error: %s needs a file name\n", arg);
+				return 2;
+			}
+			out = cfg->args[++i];
+		} else if (strncmp(arg, "--output=", 9) == 0) {
+			out = arg + 9;
+		} else if (arg[0] == '-' && arg[1] != '\0' && strcmp(arg, "--") != 0) {
+			fprintf(stderr,
+				"coldboot: error: unknown option %s; see coldboot pack --help\n",
+				arg);
+			return 2;
+		} else if (dir == NULL && strcmp(arg, "--") != 0) {
+			dir = arg;
+		} else if (strcmp(arg, "--") != 0) {
+			fprintf(stderr,
+				"coldboot: error: pack takes one folder; see coldboot pack --help\n");
+			return 2;
+		}
+	}
+	if (dir == NULL || (out != NULL && out[0] == '\0')) {
+		fputs(USAGE_PACK, stderr);
+		return 2;
+	}
+	if (out == NULL) {
+		/* Named after the folder: "dir/" gives dir.zip, "." the current folder's name. */
+		size_t len = strlen(dir);
+		const char *base;
+
+		while (len > 1 && dir[len - 1] == '/')
+			len--;
+		if ((size_t)snprintf(real_dir, sizeof(real_dir), "%.*s", (int)len, dir) >=
+		    sizeof(real_dir))
+			real_dir[0] = '\0';
+		base = base_name(real_dir);
+		if (strcmp(base, ".") == 0 && getcwd(real_dir, sizeof(real_dir)) != NULL)
+			base = base_name(real_dir);
+		if (base[0] == '\0' || strcmp(base, ".") == 0 || strcmp(base, "..") == 0 ||
+		    snprintf(default_out, sizeof(default_out), "%s.zip", base) >=
+			    (int)sizeof(default_out)) {
+			fprintf(stderr,
+				"coldboot: error: cannot name the zip after %s; use -o OUT.zip\n",
+				dir);
+			return 2;
+		}
+		out = default_out;
+	}
+	if (cb_cold_load(&ops, &err) != CB_OK)
+		return fail(&err);
+	memset(&req, 0, sizeof(req));
+	req.src_dir = dir;
+	req.out_path = out;
+	if (ops->pack(&req, &res, &err) != CB_OK)
+		return fail(&err);
+	{
+		char sum[CB_CHECKSUM_TEXT_MAX];
+
+		cb_checksum_format(&res.checksum, sum, sizeof(sum));
+		fprintf(stderr,
+			"coldboot: packed %llu files, %llu folders, %llu symlinks (%llu bytes) "
+			"into %s: %llu bytes%s\n",
+			(unsigned long long)res.files, (unsigned long long)res.dirs,
+			(unsigned long long)res.symlinks, (unsigned long long)res.input_bytes, out,
+			(unsigned long long)res.zip_bytes, res.zip64 ? " (zip64)" : "");
+		printf("COLDBOOT_URL=s3://YOUR-BUCKET/%s\n", base_name(out));
+		printf("COLDBOOT_CHECKSUM=%s\n", sum);
+	}
+	return 0;
+}
+
 static void record_start(const struct cb_config *cfg, const struct cb_ensure_result *res,
 			 int64_t start_wall_ms, const struct cb_error *err)
 {
@@ -158,27 +272,60 @@ static void record_start(const struct cb_config *cfg, const struct cb_ensure_res
 		cb_log(CB_LOG_WARN, "cannot record stats: %s", emit_err.message);
 }
 
-/* The wrapper form and `ensure`: the data path of DESIGN.md. */
+/* A failure before the handler runs; on Lambda, also posted to the Runtime API. */
+static int fail_start(const struct cb_config *cfg, const struct cb_error *err)
+{
+	if (cb_lambda_runtime_should_report(cfg))
+		cb_lambda_runtime_report_init_error(err);
+	return fail(err);
+}
+
+static int run_extension(struct cb_config *cfg)
+{
+	struct cb_extension_result res;
+	struct cb_error err;
+
+	cb_error_init(&err);
+	if (cb_extension_run(cfg, &res, &err) != CB_OK)
+		return fail(&err);
+	cb_log(CB_LOG_DEBUG, "extension: %llu invocations in %lld ms, shutdown reason %s",
+	       (unsigned long long)res.invocations, (long long)res.alive_ms,
+	       res.shutdown_reason[0] != '\0' ? res.shutdown_reason : "unknown");
+	return 0;
+}
+
+/* The wrapper form, the custom runtime and `ensure`: the data path of DESIGN.md. */
 static int run_ensure(struct cb_config *cfg)
 {
 	struct cb_ensure_result res;
 	struct cb_error err;
 	int64_t start_wall_ms = cb_clock_wall_ms();
 
+	enum cb_status status;
+
 	cb_error_init(&err);
 	memset(&res, 0, sizeof(res));
 	res.outcome = CB_OUTCOME_ERROR;
-	if (cb_config_require_bundle(cfg, &err) == CB_OK)
-		(void)cb_ensure_bundle(cfg, &res, &err);
+	status = cb_config_require_bundle(cfg, &err);
+	if (status == CB_OK)
+		status = cb_ensure_bundle(cfg, &res, &err);
+	/* The returned status decides; err may hold a reason a retry overcame. */
+	if (status == CB_OK)
+		cb_error_init(&err);
+	else
+		err.code = status;
 	record_start(cfg, &res, start_wall_ms, &err);
-	if (err.code != CB_OK)
-		return fail(&err);
+	if (status != CB_OK)
+		return fail_start(cfg, &err);
 	if (cfg->command == CB_CMD_ENSURE) {
 		printf("%s\n", res.bundle_dir);
 		return 0;
 	}
-	cb_run_handler(res.bundle_dir, cfg->args, &err);
-	return fail(&err);
+	if (cfg->command == CB_CMD_RUNTIME)
+		cb_lambda_runtime_exec(cfg, res.bundle_dir, &err);
+	else
+		cb_run_handler(res.bundle_dir, cfg->args, &err);
+	return fail_start(cfg, &err);
 }
 
 int main(int argc, char **argv)
@@ -188,7 +335,7 @@ int main(int argc, char **argv)
 
 	cb_error_init(&err);
 	if (cb_config_parse(argc, argv, &cfg, &err) != CB_OK)
-		return fail(&err);
+		return fail_start(&cfg, &err);
 	switch (cfg.command) {
 	case CB_CMD_HELP:
 		return print_help(cfg.help_for);
@@ -197,6 +344,10 @@ int main(int argc, char **argv)
 		return 0;
 	case CB_CMD_HASH:
 		return run_hash(&cfg);
+	case CB_CMD_PACK:
+		return run_pack(&cfg);
+	case CB_CMD_EXTENSION:
+		return run_extension(&cfg);
 	case CB_CMD_STATS:
 		return cb_stats_cmd_main(argc - 1, argv + 1);
 	case CB_CMD_STATUS:
@@ -205,6 +356,7 @@ int main(int argc, char **argv)
 		return 0;
 	case CB_CMD_RUN:
 	case CB_CMD_ENSURE:
+	case CB_CMD_RUNTIME:
 		break;
 	}
 	return run_ensure(&cfg);

@@ -270,4 +270,23 @@ struct cb_start_record {
 enum cb_status cb_stats_emit(const char *file, const struct cb_start_record *record,
 			     struct cb_error *err);
 
+/* The life of one container, as the coldboot extension saw it at SHUTDOWN. */
+struct cb_lifetime_record {
+	int64_t ts_ms;                        /* wall clock at shutdown */
+	int64_t started_ms;                   /* wall clock when the extension started */
+	const struct cb_container *container; /* NULL when no start was counted in this cache */
+	uint64_t invocations;                 /* INVOKE events seen */
+	int64_t alive_ms;                     /* from the extension's start to SHUTDOWN */
+	const char *shutdown_reason;          /* "spindown", "timeout", "failure", or NULL */
+};
+
+/*
+ * Emits one lifetime record ("outcome":"shutdown"; see stats_lifetime.c), as
+ * cb_stats_emit does: file == NULL, one EMF line on stdout (metrics
+ * Invocations and AliveSeconds); otherwise one JSON line appended to file.
+ * Errors: CB_E_IO.
+ */
+enum cb_status cb_stats_emit_lifetime(const char *file, const struct cb_lifetime_record *record,
+				      struct cb_error *err);
+
 #endif
