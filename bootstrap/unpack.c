@@ -1239,10 +1239,11 @@ static enum cb_status write_file(struct unpack_ctx *ctx, const struct unpack_ent
 	st = read_entry(ctx, e, fd, NULL);
 	if (st != CB_OK)
 		goto out;
+	/* Cannot happen when every entry keeps to its declared size: a second line of defence. */
 	if (ctx->opts->max_size_bytes != 0 && ctx->res->unpacked_bytes > ctx->opts->max_size_bytes) {
-		st = entry_error(ctx, CB_E_SPACE, 0, e->raw_name, e->raw_name_len,
-				 "unpacked bytes pass the cap of %llu bytes",
-				 (unsigned long long)ctx->opts->max_size_bytes);
+		st = refuse(ctx, e->raw_name, e->raw_name_len,
+			    "unpacked bytes pass the cap of %llu bytes",
+			    (unsigned long long)ctx->opts->max_size_bytes);
 		goto out;
 	}
 	ctx->res->files++;
@@ -1294,11 +1295,18 @@ static enum cb_status judge(struct unpack_ctx *ctx, const struct unpack_cd *cd)
 				total += e->size_bytes;
 		}
 	}
+	/* Both before a single byte is written: a bomb must not fill the disk first. */
 	if (ctx->opts->max_size_bytes != 0 && total > ctx->opts->max_size_bytes)
-		return cb_error_set(ctx->err, CB_E_SPACE, 0,
-				    "zip: the entries declare %llu bytes unpacked, more than the cap of %llu bytes",
+		return cb_error_set(ctx->err, CB_E_ZIP, 0,
+				    "zip: the entries declare %llu bytes unpacked, more than the cap of "
+				    "%llu bytes (--max-size)",
 				    (unsigned long long)total,
 				    (unsigned long long)ctx->opts->max_size_bytes);
+	if (ctx->opts->free_bytes != 0 && total > ctx->opts->free_bytes)
+		return cb_error_set(ctx->err, CB_E_SPACE, 0,
+				    "zip: unpacking needs %llu bytes but only %llu are free in %s",
+				    (unsigned long long)total,
+				    (unsigned long long)ctx->opts->free_bytes, dest_shown(ctx));
 	for (size_t i = 0; i < ctx->count; i++) {
 		st = check_local_header(ctx, &ctx->entries[i], cd);
 		if (st != CB_OK)

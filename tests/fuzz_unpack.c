@@ -25,6 +25,7 @@
 #include "../bootstrap/unpack.h"
 
 #define FUZZ_MAX_SIZE_BYTES (64u * 1024 * 1024)
+#define FUZZ_FREE_BYTES (32u * 1024 * 1024)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -143,6 +144,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	opts.dest_fd = openat(sandbox_fd, "dest", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	opts.dest_path = "sandbox/dest";
 	opts.max_size_bytes = FUZZ_MAX_SIZE_BYTES;
+	opts.free_bytes = FUZZ_FREE_BYTES;
 	if (opts.dest_fd < 0)
 		abort();
 	cb_error_init(&err);
@@ -156,7 +158,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			err.message);
 		abort();
 	}
-	if (res.unpacked_bytes > FUZZ_MAX_SIZE_BYTES)
+	if (res.unpacked_bytes > FUZZ_FREE_BYTES)
 		abort();
 	close(opts.dest_fd);
 	close(zip_fd);

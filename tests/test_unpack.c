@@ -242,8 +242,9 @@ static void compare_trees(int src, int dst, const char *rel, struct tree_count *
 	free_list(d, nd);
 }
 
-static enum cb_status unpack(const char *zip, const char *dest, uint64_t max_size_bytes,
-			     struct cb_unpack_result *res, struct cb_error *err)
+static enum cb_status unpack_limited(const char *zip, const char *dest, uint64_t max_size_bytes,
+				     uint64_t free_bytes, struct cb_unpack_result *res,
+				     struct cb_error *err)
 {
 	struct cb_unpack_options opts;
 	enum cb_status st;
@@ -255,11 +256,18 @@ static enum cb_status unpack(const char *zip, const char *dest, uint64_t max_siz
 	assert_true(opts.dest_fd >= 0);
 	opts.dest_path = dest;
 	opts.max_size_bytes = max_size_bytes;
+	opts.free_bytes = free_bytes;
 	cb_error_init(err);
 	st = cb_unpack_zip(&opts, res, err);
 	close(opts.zip_fd);
 	close(opts.dest_fd);
 	return st;
+}
+
+static enum cb_status unpack(const char *zip, const char *dest, uint64_t max_size_bytes,
+			     struct cb_unpack_result *res, struct cb_error *err)
+{
+	return unpack_limited(zip, dest, max_size_bytes, 0, res, err);
 }
 
 static void make_dir(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -519,7 +527,7 @@ static void python_zipfile_streamed(void **state)
 	extract_and_compare(zip, src, "out-python-streamed");
 }
 
-/* The cap is checked against the declared sizes before a single byte is written. */
+/* The cap and the free space are checked against the declared sizes before a byte is written. */
 static void cap_refused_before_writing(void **state)
 {
 	char src[2048], zip[2048], dest[2048];
@@ -541,15 +549,19 @@ static void cap_refused_before_writing(void **state)
 			 0);
 	fmt_path(dest, sizeof(dest), "%s/out-cap", test_root);
 	make_dir("%s", dest);
-	assert_int_equal(unpack(zip, dest, total - 1, &res, &err), CB_E_SPACE);
+	/* Over --max-size: the zip is refused. Over the free space: not enough space. */
+	assert_int_equal(unpack_limited(zip, dest, total - 1, total, &res, &err), CB_E_ZIP);
 	assert_non_null(strstr(err.message, "more than the cap of"));
+	assert_int_equal(unpack_limited(zip, dest, total, total - 1, &res, &err), CB_E_SPACE);
+	assert_non_null(strstr(err.message, "only"));
+	assert_non_null(strstr(err.message, dest));
 	dfd = open(dest, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	assert_true(dfd >= 0);
 	names = list_dir(dfd, &n);
 	assert_int_equal(n, 0);
 	free_list(names, n);
 	close(dfd);
-	assert_int_equal(unpack(zip, dest, total, &res, &err), CB_OK);
+	assert_int_equal(unpack_limited(zip, dest, total, total, &res, &err), CB_OK);
 	assert_int_equal(res.unpacked_bytes, total);
 }
 
@@ -682,6 +694,7 @@ struct hostile_case {
 	char *file;
 	char *expect;
 	uint64_t max_size_bytes;
+	uint64_t free_bytes;
 	char *message;
 	struct want *wants;
 	size_t nwants;
@@ -732,14 +745,15 @@ static struct hostile_case *load_cases(const char *tsv, size_t *count, char **te
 			*nl = '\0';
 		nf = split_tabs(line, f, 6);
 		if (strcmp(f[0], "case") == 0) {
-			assert_int_equal(nf, 5);
+			assert_int_equal(nf, 6);
 			cases = realloc(cases, (n + 1) * sizeof(*cases));
 			assert_non_null(cases);
 			memset(&cases[n], 0, sizeof(cases[n]));
 			cases[n].file = f[1];
 			cases[n].expect = f[2];
 			cases[n].max_size_bytes = strtoull(f[3], NULL, 10);
-			cases[n].message = f[4];
+			cases[n].free_bytes = strtoull(f[4], NULL, 10);
+			cases[n].message = f[5];
 			n++;
 		} else {
 			struct hostile_case *c = &cases[n - 1];
@@ -921,7 +935,7 @@ static int run_case(const struct hostile_case *cc, const char *corpus, const cha
 	fmt_path(zip, sizeof(zip), "%s/%s", corpus, c->file);
 	fmt_path(dest, sizeof(dest), "%s/staging", sandbox);
 	before = snapshot_of(sandbox);
-	st = unpack(zip, dest, c->max_size_bytes, &res, &err);
+	st = unpack_limited(zip, dest, c->max_size_bytes, c->free_bytes, &res, &err);
 	after = snapshot_of(sandbox);
 	if (strcmp(before, after) != 0) {
 		print_error("%s: something changed outside the destination:\n--- before\n%s--- after\n%s",

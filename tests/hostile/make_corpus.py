@@ -8,9 +8,9 @@ can break exactly one rule. OUT_DIR gets one .zip per case and two manifests
 with the same content:
 
   cases.json  for people: a list of {name, file, expect, max_size_bytes,
-              message, tree}
+              free_bytes, message, tree}
   cases.tsv   for the C test, one record per line, tab-separated:
-                case  FILE  EXPECT  MAX_SIZE_BYTES  MESSAGE
+                case  FILE  EXPECT  MAX_SIZE_BYTES  FREE_BYTES  MESSAGE
                 file  PATH  MODE(octal)  CONTENT(hex)
                 dir   PATH
                 link  PATH  TARGET
@@ -18,7 +18,8 @@ with the same content:
               path the extraction must create, and nothing else.
 
 EXPECT is "ok", "zip" (CB_E_ZIP) or "space" (CB_E_SPACE). MESSAGE is a
-substring the error message must contain (empty for "ok").
+substring the error message must contain (empty for "ok"). MAX_SIZE_BYTES and
+FREE_BYTES go to struct cb_unpack_options (0: no limit).
 
 Absolute symlink targets point into --escape-dir (default: the parent of
 OUT_DIR), so that a test watching that directory sees any escape.
@@ -192,10 +193,10 @@ def expect_link(path, target):
 def cases(escape_dir):
     out = []
 
-    def add(name, data, expect="zip", message="", tree=None, max_size=0):
+    def add(name, data, expect="zip", message="", tree=None, max_size=0, free=0):
         out.append({"name": name, "file": name + ".zip", "expect": expect,
-                    "max_size_bytes": max_size, "message": message, "tree": tree or [],
-                    "bytes": data})
+                    "max_size_bytes": max_size, "free_bytes": free, "message": message,
+                    "tree": tree or [], "bytes": data})
 
     def refused(name, data, message, max_size=0):
         add(name, data, "zip", message, max_size=max_size)
@@ -379,14 +380,21 @@ def cases(escape_dir):
     refused("shorter_than_declared", build([f("short", b"tiny", size=4096)]),
             'entry "short": data does not match its declared size')
     bomb = b"\0" * (20 * 1024 * 1024)
-    add("bomb_over_cap", build([f("bomb.bin", bomb, method=8)]), "space",
-        "declare 20971520 bytes unpacked, more than the cap of 1048576 bytes",
+    add("bomb_over_cap", build([f("bomb.bin", bomb, method=8)]), "zip",
+        "zip: the entries declare 20971520 bytes unpacked, more than the cap of 1048576 bytes",
         max_size=1024 * 1024)
+    add("bomb_over_free_space", build([f("bomb.bin", bomb, method=8)]), "space",
+        "zip: unpacking needs 20971520 bytes but only 1048576 are free in", free=1024 * 1024)
     zeros = b"\0" * (1024 * 1024)
     add("bomb_many_entries", build([f("z%03d" % i, zeros, method=8) for i in range(64)]),
-        "space", "more than the cap of 8388608 bytes", max_size=8 * 1024 * 1024)
-    add("cap_one_over", build([f("a", b"x" * 1000), f("b", b"y" * 25)]), "space",
+        "zip", "more than the cap of 8388608 bytes", max_size=8 * 1024 * 1024)
+    add("cap_one_over", build([f("a", b"x" * 1000), f("b", b"y" * 25)]), "zip",
         "more than the cap of 1024 bytes", max_size=1024)
+    add("free_one_over", build([f("a", b"x" * 1000), f("b", b"y" * 25)]), "space",
+        "needs 1025 bytes but only 1024 are free", max_size=4096, free=1024)
+    add("ok_free_exact", build([f("a", b"x" * 1000), f("b", b"y" * 24)]), "ok",
+        tree=[expect_file("a", b"x" * 1000, 0o644), expect_file("b", b"y" * 24, 0o644)],
+        max_size=1024, free=1024)
     refused("bad_crc_last",
             build([f("one", b"1" * 100), f("two", text, method=8),
                    f("three", text, method=8, crc=zlib.crc32(text) ^ 1)]),
@@ -451,8 +459,8 @@ def main():
         for field in (c["file"], c["message"]):
             if "\t" in field or "\n" in field:
                 sys.exit("make_corpus.py: tab or newline in " + c["name"])
-        tsv.append("case\t%s\t%s\t%d\t%s" % (c["file"], c["expect"], c["max_size_bytes"],
-                                            c["message"]))
+        tsv.append("case\t%s\t%s\t%d\t%d\t%s" % (c["file"], c["expect"], c["max_size_bytes"],
+                                                c["free_bytes"], c["message"]))
         for t in c["tree"]:
             if t["type"] == "file":
                 tsv.append("file\t%s\t%o\t%s" % (t["path"], t["mode"], t["hex"]))
