@@ -9,6 +9,7 @@ Java runtimes.
 import json
 import os
 import select
+import shutil
 import signal
 import subprocess
 import sys
@@ -514,6 +515,74 @@ def test_exec_wrapper_reports_init_error():
     # Outside Lambda (no AWS_LAMBDA_RUNTIME_API) nothing is posted; the exit code is the same.
     env = b.env("", COLDBOOT_URL="file:///nonexistent.zip", AWS_LAMBDA_RUNTIME_API=None)
     check_exit(cbtest.coldboot(program, env=env), 4, "plain wrapper with a missing bundle")
+
+
+# ---- the examples under examples/lambda/ ----
+
+EXAMPLES = os.path.join(cbtest.REPO, "examples", "lambda")
+
+
+def pack_example(src, work, name):
+    out = os.path.join(work, name + ".zip")
+    proc = cbtest.coldboot("pack", "-o", out, src)
+    check_exit(proc, 0, "coldboot pack %s" % src)
+    return "file://" + out, proc.stdout.split("COLDBOOT_CHECKSUM=")[1].strip()
+
+
+def test_example_c_handler_as_custom_runtime():
+    if shutil.which("cc") is None:
+        raise cbtest.Skip("no C compiler")
+    work = cbtest.fresh_dir("example-c")
+    bundle = os.path.join(work, "bundle")
+    shutil.copytree(os.path.join(EXAMPLES, "c", "bundle"), bundle)
+    os.makedirs(os.path.join(bundle, "bin"))
+    proc = cbtest.run(["cc", "-O2", "-o", os.path.join(bundle, "bin", "handler"),
+                       os.path.join(EXAMPLES, "c", "handler.c")])
+    check_exit(proc, 0, "cc handler.c")
+    url, checksum = pack_example(bundle, work, "c-deps")
+    bootstrap = os.path.join(work, "opt", "bootstrap")
+    os.makedirs(os.path.dirname(bootstrap))
+    os.symlink(cbtest.COLDBOOT, bootstrap)
+    with LambdaApi("--runtime", "--extensions", 0, "--invokes", 2) as api:
+        env = cbtest.base_env({"AWS_LAMBDA_RUNTIME_API": api.api, "COLDBOOT_URL": url,
+                               "COLDBOOT_CHECKSUM": checksum, "COLDBOOT_EXEC": "bin/handler",
+                               "COLDBOOT_DIR": os.path.join(work, "cache"), "_HANDLER": "handler.main"})
+        runtime = spawn([bootstrap], env)
+        api.wait_exit()
+        runtime.kill()  # Lambda ends the runtime at shutdown; it is blocked in invocation/next
+        finish(runtime, "the C runtime")
+        responses = [json.loads(r["body"]) for r in api.requests() if r["path"].endswith("/response")]
+    check_equal(len(responses), 2, "responses from the C handler")
+    check_equal((responses[0]["handler"], responses[0]["language"]), ("handler.main", "c"), "response")
+    check_equal([r["event"]["n"] for r in responses], [1, 2], "events echoed")
+    check(os.path.isfile(os.path.join(responses[0]["bundle"], "share", "greeting.txt")),
+          "the bundle named in the response has no share/greeting.txt")
+
+
+def test_example_python_and_node_handlers_import_from_the_bundle():
+    work = cbtest.fresh_dir("example-py")
+    url, checksum = pack_example(os.path.join(EXAMPLES, "python", "bundle"), work, "python-deps")
+    env = cbtest.base_env({"COLDBOOT_URL": url, "COLDBOOT_CHECKSUM": checksum,
+                           "COLDBOOT_DIR": os.path.join(work, "cache"), "PYTHONDONTWRITEBYTECODE": "1"})
+    code = "import json, handler; print(json.dumps(handler.main({'name': 'py'}, None)))"
+    proc = cbtest.run([cbtest.COLDBOOT, sys.executable, "-c", code], env=env,
+                      cwd=os.path.join(EXAMPLES, "python", "function"))
+    check_exit(proc, 0, "the Python example")
+    result = json.loads(proc.stdout)
+    check_equal(result["greeting"], "hello, py, from a coldboot bundle", "Python greeting")
+
+    if shutil.which("node") is None:
+        raise cbtest.Skip("node is not installed")
+    url, checksum = pack_example(os.path.join(EXAMPLES, "node", "bundle"), work, "node-deps")
+    env.update({"COLDBOOT_URL": url, "COLDBOOT_CHECKSUM": checksum})
+    code = ("require('./index.js').handler({name: 'js'}, {awsRequestId: 'r1'})"
+            ".then((r) => console.log(JSON.stringify(r)))")
+    proc = cbtest.run([cbtest.COLDBOOT, "node", "-e", code], env=env,
+                      cwd=os.path.join(EXAMPLES, "node", "function"))
+    check_exit(proc, 0, "the Node example")
+    result = json.loads(proc.stdout)
+    check_equal((result["greeting"], result["requestId"]), ("hello, js, from a coldboot bundle", "r1"),
+                "Node result")
 
 
 if __name__ == "__main__":
