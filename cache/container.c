@@ -137,16 +137,18 @@ static enum cb_status read_file(int fd, char *text, size_t text_size, size_t *le
 	size_t len = 0;
 
 	while (len + 1 < text_size) {
-		ssize_t n = pread(fd, text + len, text_size - 1 - len, (off_t)len);
+		size_t want = text_size - 1 - len;
+		ssize_t n = pread(fd, text + len, want, (off_t)len);
 
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0)
 			return cb_error_set(err, CB_E_IO, errno, "cannot read %s: %s",
 					    CONTAINER_FILE_NAME, strerror(errno));
-		if (n == 0)
-			break;
 		len += (size_t)n;
+		/* A short read of a regular file is its end: no second call to learn that. */
+		if ((size_t)n < want)
+			break;
 	}
 	text[len] = '\0';
 	*len_out = len;
@@ -237,7 +239,7 @@ static enum cb_status open_locked(struct cb_cache *cache, int writable, int *fd_
 static enum cb_status update(struct cb_cache *cache, uint64_t add_starts, uint64_t add_downloads,
 			     struct cb_container *out, struct cb_error *err)
 {
-	char text[CONTAINER_READ_MAX + 1];
+	char text[CONTAINER_READ_MAX + 2]; /* one byte more tells "too long" */
 	struct cb_container c;
 	size_t len = 0;
 	int fd = -1;
@@ -285,7 +287,7 @@ enum cb_status cb_container_count_download(struct cb_cache *cache, struct cb_err
 enum cb_status cb_container_read(struct cb_cache *cache, struct cb_container *out,
 				 struct cb_error *err)
 {
-	char text[CONTAINER_READ_MAX + 1];
+	char text[CONTAINER_READ_MAX + 2]; /* one byte more tells "too long" */
 	size_t len = 0;
 	int fd = -1;
 	enum cb_status status;

@@ -338,6 +338,27 @@ static void test_valid_foreign_layout_is_kept(void **state)
 	cb_cache_close(&cache);
 }
 
+static void test_oversized_file_is_a_new_container(void **state)
+{
+	struct cb_cache cache;
+	struct cb_container c;
+	char text[4096];
+
+	(void)state;
+	/* A valid identity, but in a file far longer than any we write: not ours. */
+	snprintf(text, sizeof(text),
+		 "{\"id\":\"0123456789abcdef0123456789abcdef\",\"first_start_ms\":1,"
+		 "\"starts\":41,\"downloads\":2}%*s\n",
+		 3000, "");
+	write_container_file(test_root, text);
+	open_cache(&cache, test_root);
+	start_ok(&cache, &c);
+	assert_string_not_equal(c.id, "0123456789abcdef0123456789abcdef");
+	assert_int_equal(c.starts, 1);
+	assert_int_equal(container_file_size(test_root), CONTAINER_FILE_BYTES);
+	cb_cache_close(&cache);
+}
+
 static void test_symlink_is_refused(void **state)
 {
 	struct cb_cache cache;
@@ -374,6 +395,8 @@ int main(void)
 						teardown),
 		cmocka_unit_test_setup_teardown(test_garbage_is_a_new_container, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_valid_foreign_layout_is_kept, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_oversized_file_is_a_new_container, setup,
+						teardown),
 		cmocka_unit_test_setup_teardown(test_symlink_is_refused, setup, teardown),
 	};
 

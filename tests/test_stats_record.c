@@ -437,20 +437,27 @@ static void test_closed_stdout_pipe_is_an_error_not_a_death(void **state)
 	struct cb_container c = {.id = "00000000000000000000000000000003", .starts = 1};
 	struct cb_start_record r = {.ts_ms = 1000, .container = &c, .outcome = CB_OUTCOME_REUSE};
 	int fds[2];
+	int go[2];
 	pid_t pid;
 	int status = 0;
 
 	(void)state;
 	assert_int_equal(pipe(fds), 0);
+	assert_int_equal(pipe(go), 0);
 	pid = fork();
 	assert_true(pid >= 0);
 	if (pid == 0) {
 		struct cb_error err;
+		char byte;
 
 		signal(SIGPIPE, SIG_DFL);
 		close(fds[0]); /* nobody will ever read */
+		close(go[1]);
 		if (dup2(fds[1], STDOUT_FILENO) < 0)
 			_exit(2);
+		/* Waits until the parent has closed its read end too (EOF on go). */
+		if (read(go[0], &byte, 1) != 0)
+			_exit(4);
 		cb_error_init(&err);
 		if (cb_stats_emit(NULL, &r, &err) != CB_E_IO || err.sys_errno != EPIPE)
 			_exit(3);
@@ -462,6 +469,8 @@ static void test_closed_stdout_pipe_is_an_error_not_a_death(void **state)
 	}
 	close(fds[0]);
 	close(fds[1]);
+	close(go[0]);
+	close(go[1]);
 	assert_int_equal(waitpid(pid, &status, 0), pid);
 	assert_true(WIFEXITED(status));
 	assert_int_equal(WEXITSTATUS(status), 0);
