@@ -423,6 +423,66 @@ static void test_lifetime_records(void **state)
 	free(input);
 }
 
+/* Lifetime records written by the real writer (cache/stats_lifetime.c), in both formats. */
+static void test_lifetime_round_trip(void **state)
+{
+	char *jsonl = path_in(test_dir, "lifetimes.jsonl");
+	char *emf = path_in(test_dir, "lifetimes.emf");
+	struct cb_container c = {.first_start_ms = 0};
+	struct cb_lifetime_record l;
+	struct cb_error err;
+	struct run run;
+	pid_t pid;
+	int status = 0;
+
+	(void)state;
+	for (int k = 1; k <= 3; k++) {
+		memset(&l, 0, sizeof(l));
+		snprintf(c.id, sizeof(c.id), "%032d", k);
+		c.starts = (uint64_t)k;
+		c.downloads = 1;
+		l.container = &c;
+		l.ts_ms = 1795334400000LL + k * 600000;
+		l.started_ms = 1795334400000LL;
+		l.invocations = (uint64_t)(10 * k);
+		l.alive_ms = k * 600000 + 250;
+		l.shutdown_reason = k == 3 ? "timeout" : "spindown";
+		cb_error_init(&err);
+		assert_int_equal(cb_stats_emit_lifetime(jsonl, &l, &err), CB_OK);
+		pid = fork();
+		assert_true(pid >= 0);
+		if (pid == 0) {
+			int fd = open(emf, O_WRONLY | O_CREAT | O_APPEND, 0644);
+
+			if (fd < 0 || dup2(fd, STDOUT_FILENO) < 0)
+				_exit(2);
+			setenv("AWS_LAMBDA_FUNCTION_NAME", "round-trip", 1);
+			_exit(cb_stats_emit_lifetime(NULL, &l, &err) == CB_OK ? 0 : 1);
+		}
+		assert_int_equal(waitpid(pid, &status, 0), pid);
+		assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	}
+	run_stats(&run, NULL, 3, "stats", "--json", jsonl);
+	assert_int_equal(run.code, 0);
+	assert_int_equal(num(&run, "starts"), 0);
+	assert_int_equal(num(&run, "shutdowns.containers"), 3);
+	assert_int_equal(num(&run, "shutdowns.invocations"), 60);
+	assert_int_equal(num(&run, "shutdowns.invocations_per_container.median"), 20);
+	assert_int_equal(micros(&run, "shutdowns.alive_minutes.max"), 30000000);
+	assert_int_equal(micros(&run, "shutdowns.invocations_per_download"), 20000000);
+	assert_int_equal(num(&run, "shutdowns.reasons.spindown"), 2);
+	assert_int_equal(num(&run, "shutdowns.reasons.timeout"), 1);
+	run_free(&run);
+	/* The EMF form of the same records: the same containers, counted once. */
+	run_stats(&run, NULL, 4, "stats", "--json", jsonl, emf);
+	assert_int_equal(num(&run, "shutdowns.containers"), 3);
+	assert_int_equal(num(&run, "input.duplicate_lifetimes"), 3);
+	assert_int_equal(num(&run, "input.ignored"), 0);
+	run_free(&run);
+	free(jsonl);
+	free(emf);
+}
+
 /* REPORT lines alone, from more log streams than there are records (found by fuzzing). */
 static void test_reports_without_records(void **state)
 {
@@ -793,6 +853,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_logs_tail_text, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_filter_log_events_text, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_lifetime_records, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_lifetime_round_trip, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_reports_without_records, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_all_inputs_together_and_twice, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_stdin, setup, teardown),
