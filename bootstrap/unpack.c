@@ -1302,11 +1302,25 @@ static enum cb_status judge(struct unpack_ctx *ctx, const struct unpack_cd *cd)
 				    "%llu bytes (--max-size)",
 				    (unsigned long long)total,
 				    (unsigned long long)ctx->opts->max_size_bytes);
-	if (ctx->opts->free_bytes != 0 && total > ctx->opts->free_bytes)
-		return cb_error_set(ctx->err, CB_E_SPACE, 0,
-				    "zip: unpacking needs %llu bytes but only %llu are free in %s",
-				    (unsigned long long)total,
-				    (unsigned long long)ctx->opts->free_bytes, dest_shown(ctx));
+	if (ctx->opts->free_bytes != 0) {
+		/* Each file also wastes about half a block of the file system on average. */
+		uint64_t needed = total + (uint64_t)ctx->count * 2048u;
+		uint64_t free_bytes = ctx->opts->free_bytes;
+
+		if (needed > free_bytes && ctx->opts->make_room != NULL) {
+			st = ctx->opts->make_room(ctx->opts->make_room_ctx, needed, &free_bytes,
+						  ctx->err);
+			if (st != CB_OK)
+				return st;
+		}
+		if (needed > free_bytes)
+			return cb_error_set(ctx->err, CB_E_SPACE, 0,
+					    "zip: unpacking needs %llu bytes but only %llu are free in %s; "
+					    "free space there or, on Lambda, raise the function's "
+					    "ephemeral storage (up to 10240 MB)",
+					    (unsigned long long)needed,
+					    (unsigned long long)free_bytes, dest_shown(ctx));
+	}
 	for (size_t i = 0; i < ctx->count; i++) {
 		st = check_local_header(ctx, &ctx->entries[i], cd);
 		if (st != CB_OK)

@@ -13,6 +13,13 @@ struct cb_unpack_options {
 	uint64_t max_size_bytes; /* refuse (CB_E_ZIP) when the entries' total size exceeds this; 0: no cap */
 	uint64_t free_bytes; /* refuse (CB_E_SPACE) when the total exceeds this, saying how much is
 				    needed and free; 0: do not check */
+	/*
+	 * Optional: called when the archive needs more than free_bytes, to free
+	 * room (older bundles); it returns the free bytes afterwards.
+	 */
+	enum cb_status (*make_room)(void *ctx, uint64_t needed_bytes, uint64_t *free_bytes,
+				    struct cb_error *err);
+	void *make_room_ctx;
 };
 
 struct cb_unpack_result {

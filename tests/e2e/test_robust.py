@@ -220,6 +220,44 @@ def test_enospc_while_writing_cleans_up_and_exits_7():
         check(check_complete_or_absent(cache, src, checksum, "after ENOSPC"), "not published")
 
 
+def test_space_evicts_older_bundles_then_exits_7():
+    if shutil.which("unshare") is None:
+        raise Skip("unshare is not installed")
+    work = cbtest.fresh_dir("space")
+    zips = {}
+    for name, data in (("a", os.urandom(900 * 1024)), ("b", os.urandom(900 * 1024)),
+                       ("c", os.urandom(900 * 1024)), ("big", b"\0" * (2500 * 1024))):
+        src = os.path.join(work, name)
+        cbtest.write_file(os.path.join(src, "data.bin"), data)
+        zip_path = os.path.join(work, name + ".zip")
+        cbtest.zip_with_infozip(src, zip_path)  # deflated: "big" is a small zip
+        zips[name] = (zip_path, cbtest.coldboot_hash(zip_path))
+    mnt = os.path.join(work, "mnt")
+    os.mkdir(mnt)
+    lines = ["set -u", "mount -t tmpfs -o size=3m,mode=0755 tmpfs %s || exit 99" % mnt]
+    for name in ("a", "b", "c", "big"):
+        zip_path, checksum = zips[name]
+        lines.append('"%s" ensure --url file://%s --checksum %s --dir %s/cache >/dev/null 2>%s/%s.err;'
+                     ' echo "%s=$?"' % (cbtest.COLDBOOT, zip_path, checksum, mnt, work, name, name))
+        lines.append("echo %s-bundles=$(ls %s/cache/bundles | tr '\\n' ' ')" % (name, mnt))
+    proc = cbtest.run(["unshare", "-m", "sh", "-c", "\n".join(lines)])
+    if proc.returncode == 99 or "Operation not permitted" in proc.stderr:
+        raise Skip("cannot mount a small tmpfs here: %s" % proc.stderr.strip()[:200])
+    out = dict(line.split("=", 1) for line in proc.stdout.splitlines() if "=" in line)
+    digest = {name: cbtest.digest_of(zips[name][1]) for name in zips}
+    check_equal(out.get("a"), "0", "first bundle")
+    check_equal(out.get("b"), "0", "second bundle")
+    check_equal(out.get("c"), "0", "third bundle (needs an eviction)")
+    check_equal(sorted(out.get("c-bundles", "").split()), sorted([digest["b"], digest["c"]]),
+                "the oldest bundle not in use was evicted")
+    check_equal(out.get("big"), "7", "a bundle that cannot fit")
+    with open(os.path.join(work, "big.err")) as f:
+        message = f.read()
+    check("needs" in message and "free" in message and "ephemeral storage" in message,
+          "the message says what is needed, what is free, and what to do: %r" % message)
+    check(digest["c"] in out.get("big-bundles", ""), "current bundle kept: %r" % out)
+
+
 # ---- damaged state ----
 
 
