@@ -106,6 +106,23 @@ static void json_round_trip(void **state)
 	assert_true(buf.overflow);
 }
 
+static void formats_utc_without_time_zones(void **state)
+{
+	char out[40];
+
+	(void)state;
+	cb_clock_format_rfc3339(0, out, sizeof(out));
+	assert_string_equal(out, "1970-01-01T00:00:00.000Z");
+	cb_clock_format_rfc3339(951782400123, out, sizeof(out)); /* a leap day */
+	assert_string_equal(out, "2000-02-29T00:00:00.123Z");
+	cb_clock_format_rfc3339(1795334272507, out, sizeof(out));
+	assert_string_equal(out, "2026-11-22T07:57:52.507Z");
+	cb_clock_format_rfc3339(4107542399999, out, sizeof(out));
+	assert_string_equal(out, "2100-02-28T23:59:59.999Z");
+	cb_clock_format_rfc3339(-1, out, sizeof(out));
+	assert_string_equal(out, "1969-12-31T23:59:59.999Z");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -113,6 +130,7 @@ int main(void)
 		cmocka_unit_test(refuses_malformed_with_a_hint),
 		cmocka_unit_test(compares),
 		cmocka_unit_test(json_round_trip),
+		cmocka_unit_test(formats_utc_without_time_zones),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
