@@ -563,6 +563,42 @@ static void output_inside_the_folder_is_left_out(void **state)
 	assert_same_bytes(copy, zip);
 }
 
+/*
+ * A file past 4 GiB needs zip64 sizes in both headers. About a minute and 4.4 GB of (sparse)
+ * disk, so it runs only with CB_TEST_LARGE=1; the zip64 records themselves are covered above.
+ */
+static void huge_file_uses_zip64_sizes(void **state)
+{
+	char work[PATH_MAX], src[PATH_MAX], zip[PATH_MAX], path[PATH_MAX];
+	const uint64_t size = 4400ull * 1024 * 1024;
+	struct cb_pack_result res;
+	struct cb_error err;
+	const char *large = getenv("CB_TEST_LARGE");
+	int fd;
+
+	(void)state;
+	if (large == NULL || strcmp(large, "1") != 0)
+		skip();
+	fresh(work, sizeof(work), "huge");
+	PATHF(src, "%s/src", work);
+	make_dir(src);
+	PATHF(path, "%s/huge.bin", src);
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	assert_true(fd >= 0);
+	assert_int_equal(ftruncate(fd, (off_t)size), 0);
+	close(fd);
+	put_file(src, "small", "hi\n", 3, 0644);
+	PATHF(zip, "%s/b.zip", work);
+	assert_int_equal(pack(src, zip, 0, &res, &err), CB_OK);
+	assert_int_equal(res.zip64, 1);
+	assert_int_equal(res.input_bytes, size + 3);
+	assert_int_equal(sh("unzip -tqq '%s' >/dev/null", zip), 0);
+	assert_int_equal(sh("python3 -c 'import sys, zipfile; z = zipfile.ZipFile(sys.argv[1]); "
+			    "sys.exit(z.getinfo(\"huge.bin\").file_size != %llu)' '%s'",
+			    (unsigned long long)size, zip),
+			 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -573,6 +609,7 @@ int main(void)
 		cmocka_unit_test(many_entries_use_zip64),
 		cmocka_unit_test(escaping_links_and_odd_files_are_refused),
 		cmocka_unit_test(output_inside_the_folder_is_left_out),
+		cmocka_unit_test(huge_file_uses_zip64_sizes),
 	};
 	const char *tmp = getenv("CB_TEST_TMP");
 	int failed;
