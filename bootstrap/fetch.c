@@ -402,8 +402,32 @@ static const char *curl_reason(CURLcode rc, const char *errbuf)
 	return errbuf;
 }
 
+/*
+ * The CA bundle: $SSL_CERT_FILE when set, else the first of the usual places
+ * that exists. Debian's libcurl looks only at Debian's path, which Amazon
+ * Linux (the Lambda runtimes) does not have. NULL: libcurl's default.
+ */
+static const char *ca_bundle_path(void)
+{
+	static const char *const known[] = {
+		"/etc/ssl/certs/ca-certificates.crt", /* Debian, Ubuntu, Alpine */
+		"/etc/pki/tls/certs/ca-bundle.crt",   /* Amazon Linux, Fedora, RHEL */
+		"/etc/ssl/ca-bundle.pem",             /* openSUSE */
+		"/etc/ssl/cert.pem",                  /* Alpine, macOS */
+	};
+	const char *env = getenv("SSL_CERT_FILE");
+
+	if (env != NULL && env[0] != '\0')
+		return env;
+	for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++)
+		if (access(known[i], R_OK) == 0)
+			return known[i];
+	return NULL;
+}
+
 static enum cb_status set_common_options(CURL *curl, struct fetch_state *st, char *errbuf)
 {
+	const char *ca_bundle = ca_bundle_path();
 	const struct cb_fetch_options *opts = st->opts;
 	CURLcode rc = CURLE_OK;
 
@@ -420,6 +444,8 @@ static enum cb_status set_common_options(CURL *curl, struct fetch_state *st, cha
 	SET(CURLOPT_MAXREDIRS, FETCH_MAX_REDIRECTS);
 	SET(CURLOPT_SSL_VERIFYPEER, 1L);
 	SET(CURLOPT_SSL_VERIFYHOST, 2L);
+	if (ca_bundle != NULL)
+		SET(CURLOPT_CAINFO, ca_bundle);
 	SET(CURLOPT_USERAGENT, "coldboot/" COLDBOOT_VERSION);
 	SET(CURLOPT_LOW_SPEED_LIMIT, opts->low_speed_bytes_per_s > 0 ?
 					     opts->low_speed_bytes_per_s :
