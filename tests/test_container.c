@@ -1,9 +1,7 @@
 /* cache/container.c: container identity and its counters in container.json. */
-#define _GNU_SOURCE /* nftw */
 
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -19,46 +17,22 @@
 #include <cmocka.h>
 
 #include "../cache/cache.h"
+#include "cbunit.h"
 
 #define CONTAINER_FILE_BYTES 192
 
 static char test_root[PATH_MAX];
 
-static int remove_entry(const char *path, const struct stat *st, int type, struct FTW *ftw)
-{
-	(void)st;
-	(void)type;
-	(void)ftw;
-	return remove(path);
-}
-
-static void remove_tree(const char *path)
-{
-	(void)nftw(path, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
-}
-
 static int setup(void **state)
 {
-	const char *base = getenv("CB_TEST_TMP");
-	int n;
-
 	(void)state;
-	if (base == NULL)
-		base = "/tmp";
-	(void)mkdir(base, 0755);
-	n = snprintf(test_root, sizeof(test_root), "%s/container-XXXXXX", base);
-	if (n < 0 || (size_t)n >= sizeof(test_root) - 64)
-		return -1;
-	if (mkdtemp(test_root) == NULL)
-		return -1;
-	/* mkdtemp makes it 0700, which cb_cache_open accepts. */
-	return 0;
+	return cb_test_make_dir(test_root, sizeof(test_root), "container");
 }
 
 static int teardown(void **state)
 {
 	(void)state;
-	remove_tree(test_root);
+	cb_test_remove_tree(test_root);
 	return 0;
 }
 
@@ -278,7 +252,7 @@ static void test_wiped_cache_is_a_new_container(void **state)
 	assert_int_equal(first.starts, 2);
 	cb_cache_close(&cache);
 
-	remove_tree(test_root);
+	cb_test_remove_tree(test_root);
 	open_cache(&cache, test_root);
 	start_ok(&cache, &second);
 	assert_true(is_hex_id(second.id));

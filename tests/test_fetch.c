@@ -21,57 +21,11 @@
 #include <unistd.h>
 
 #include "../bootstrap/fetch.h"
+#include "cbunit.h"
 #include "servers/spawn_server.h"
 
 static struct cb_test_server fault_server = {.pid = -1};
 static char scratch_dir[4096];
-
-/* ---- a sink in memory ---- */
-
-struct mem_sink {
-	unsigned char *data;
-	size_t size;
-	size_t capacity;
-	unsigned restarts;
-	size_t fail_after; /* > 0: a write that would pass this many bytes fails with CB_E_SPACE */
-};
-
-static enum cb_status mem_write(void *ctx, const void *data, size_t size, struct cb_error *err)
-{
-	struct mem_sink *m = ctx;
-
-	if (m->fail_after > 0 && m->size + size > m->fail_after)
-		return cb_error_set(err, CB_E_SPACE, ENOSPC, "test sink is full");
-	if (m->size + size > m->capacity) {
-		size_t cap = m->capacity ? m->capacity : 4096;
-		while (cap < m->size + size)
-			cap *= 2;
-		unsigned char *grown = realloc(m->data, cap);
-		if (grown == NULL)
-			return cb_error_set(err, CB_E_NOMEM, ENOMEM, "out of memory");
-		m->data = grown;
-		m->capacity = cap;
-	}
-	memcpy(m->data + m->size, data, size);
-	m->size += size;
-	return CB_OK;
-}
-
-static enum cb_status mem_restart(void *ctx, struct cb_error *err)
-{
-	struct mem_sink *m = ctx;
-
-	(void)err;
-	m->size = 0;
-	m->restarts++;
-	return CB_OK;
-}
-
-static void mem_free(struct mem_sink *m)
-{
-	free(m->data);
-	memset(m, 0, sizeof(*m));
-}
 
 /* The fault server's gen/<SIZE> body: byte i is (i * 131 + (i >> 9)) & 0xff. */
 static int is_pattern(const unsigned char *data, size_t size)
@@ -89,7 +43,7 @@ struct run {
 	enum cb_status status;
 	struct cb_fetch_result res;
 	struct cb_error err;
-	struct mem_sink sink;
+	struct cb_test_mem_sink sink;
 	int64_t elapsed_ms;
 	int64_t deadline_budget_ms;
 };
@@ -97,7 +51,7 @@ struct run {
 static void fetch_url(struct run *r, const char *url, int64_t budget_ms, uint64_t max_bytes,
 		      long low_speed_time_s)
 {
-	struct cb_sink sink = {.write = mem_write, .restart = mem_restart, .ctx = &r->sink};
+	struct cb_sink sink;
 	struct cb_fetch_options opts = {
 		.url = url,
 		.deadline_ms = cb_clock_now_ms() + budget_ms,
@@ -108,6 +62,7 @@ static void fetch_url(struct run *r, const char *url, int64_t budget_ms, uint64_
 	};
 	int64_t start = cb_clock_now_ms();
 
+	cb_test_mem_sink_attach(&r->sink, &sink);
 	cb_error_init(&r->err);
 	r->deadline_budget_ms = budget_ms;
 	r->status = cb_fetch_to_sink(&opts, &sink, &r->res, &r->err);
@@ -145,7 +100,7 @@ static void server_requests(const char *path, char *out, size_t out_size)
 	assert_true(r.sink.size < out_size);
 	memcpy(out, r.sink.data, r.sink.size);
 	out[r.sink.size] = '\0';
-	mem_free(&r.sink);
+	cb_test_mem_sink_free(&r.sink);
 }
 
 static size_t count_lines(const char *text)
@@ -180,7 +135,7 @@ static void test_http_ok(void **state)
 	assert_int_equal(r.res.attempts, 1);
 	assert_int_equal(r.res.http_status, 200);
 	assert_int_equal(r.sink.restarts, 0);
-	mem_free(&r.sink);
+	cb_test_mem_sink_free(&r.sink);
 }
 
 static void test_empty_body(void **state)
@@ -192,7 +147,7 @@ static void test_empty_body(void **state)
 	assert_int_equal(r.status, CB_OK);
 	assert_int_equal(r.res.bytes, 0);
 	assert_int_equal(r.res.http_status, 200);
-	mem_free(&r.sink);
+	cb_test_mem_sink_free(&r.sink);
 }
 
 static void test_404_is_download_error(void **state)
@@ -208,7 +163,7 @@ static void test_404_is_download_error(void **state)
 	assert_int_equal(r.sink.size, 0); /* the error body never reaches the sink */
 	assert_non_null(strstr(r.err.message, "HTTP 404"));
 	assert_true(r.elapsed_ms < 2000);
-	mem_free(&r.sink);
+	cb_test_mem_sink_free(&r.sink);
 }
 
 static void test_no_retry_for_client_errors(void **state)
@@ -222,7 +177,7 @@ static void test_no_retry_for_client_errors(void **state)
 		assert_int_equal(r.status, CB_E_DOWNLOAD);
 		assert_int_equal(r.res.attempts, 1);
 		assert_true(r.elapsed_ms < 2000);
-		mem_free(&r.sink);
+		cb_test_mem_sink_free(&r.sink);
 	}
 }
 
@@ -233,14 +188,14 @@ static void test_redirects(void **state)
 	(void)state;
 	fetch_path(&r, "/id/redir3/redirect/3/gen/5000", 10000, 0, 0);
 	expect_body(&r, 5000);
-	mem_free(&r.sink);
+	cb_test_mem_sink_free(&r.sink);
 
 	memset(&r, 0, sizeof(r));
 	fetch_path(&r, "/id/redir6/redirect/6/gen/5000", 10000, 0, 0);
 	assert_int_equal(r.status, CB_E_DOWNLOAD);
 	assert_non_null(strstr(r.err.message, "redirects"));
 	assert_int_equal(r.sink.size, 0);
-	mem_free(&r.sink);
+	cb_test_mem_sink_free(&r.sink);
 }
 
 static void test_redirect_to_file_refused(void **state)
@@ -255,7 +210,7 @@ static void test_redirect_to_file_refused(void **state)
 		assert_int_equal(r.sink.size, 0);
 		assert_int_equal(r.res.attempts, 1);
 		assert_non_null(strstr(r.err.message, "redirect"));
-		mem_free(&r.sink);
+		cb_test_mem_sink_free(&r.sink);
 	}
 }
 
@@ -269,20 +224,20 @@ static void test_size_cap(void **state)
 	assert_int_equal(r.status, CB_E_DOWNLOAD);
 	assert_int_equal(r.sink.size, 0);
 	assert_non_null(strstr(r.err.message, "4999"));
-	mem_free(&r.sink);
+	cb_test_mem_sink_free(&r.sink);
 
 	/* Exactly at the cap is fine. */
 	memset(&r, 0, sizeof(r));
 	fetch_path(&r, "/gen/5000", 10000, 5000, 0);
 	expect_body(&r, 5000);
-	mem_free(&r.sink);
+	cb_test_mem_sink_free(&r.sink);
 
 	/* No Content-Length: the bytes are counted. */
 	memset(&r, 0, sizeof(r));
 	fetch_path(&r, "/close-delimited-truncated/gen/100000", 10000, 20000, 0);
 	assert_int_equal(r.status, CB_E_DOWNLOAD);
 	assert_true(r.sink.size <= 20000);
-	mem_free(&r.sink);
+	cb_test_mem_sink_free(&r.sink);
 
 	/* A huge announced length is refused at once. */
 	memset(&r, 0, sizeof(r));
@@ -290,7 +245,7 @@ static void test_size_cap(void **state)
 	assert_int_equal(r.status, CB_E_DOWNLOAD);
 	assert_int_equal(r.sink.size, 0);
 	assert_int_equal(r.res.attempts, 1);
-	mem_free(&r.sink);
+	cb_test_mem_sink_free(&r.sink);
 }
 
 static void test_file_url(void **state)
@@ -314,20 +269,20 @@ static void test_file_url(void **state)
 	fetch_url(&r, url, 5000, 0, 0);
 	expect_body(&r, sizeof(data));
 	assert_int_equal(r.res.http_status, 0);
-	mem_free(&r.sink);
+	cb_test_mem_sink_free(&r.sink);
 
 	memset(&r, 0, sizeof(r));
 	fetch_url(&r, url, 5000, 1000, 0);
 	assert_int_equal(r.status, CB_E_DOWNLOAD);
 	assert_true(r.sink.size <= 1000);
-	mem_free(&r.sink);
+	cb_test_mem_sink_free(&r.sink);
 
 	memset(&r, 0, sizeof(r));
 	snprintf(url, sizeof(url), "file://%s/missing.zip", scratch_dir);
 	fetch_url(&r, url, 5000, 0, 0);
 	assert_int_equal(r.status, CB_E_DOWNLOAD);
 	assert_int_equal(r.res.attempts, 1);
-	mem_free(&r.sink);
+	cb_test_mem_sink_free(&r.sink);
 }
 
 static void test_bad_urls(void **state)
@@ -341,7 +296,7 @@ static void test_bad_urls(void **state)
 		fetch_url(&r, urls[i], 5000, 0, 0);
 		assert_int_equal(r.status, CB_E_CONFIG);
 		assert_int_equal(r.res.attempts, 0);
-		mem_free(&r.sink);
+		cb_test_mem_sink_free(&r.sink);
 	}
 }
 
@@ -358,7 +313,7 @@ static void test_secrets_never_in_messages(void **state)
 	assert_null(strstr(r.err.message, "deadbeefsig"));
 	assert_null(strstr(r.err.message, "X-Amz"));
 	assert_non_null(strstr(r.err.message, "/always403/gen/10"));
-	mem_free(&r.sink);
+	cb_test_mem_sink_free(&r.sink);
 }
 
 static void test_sink_error_propagates(void **state)
@@ -371,7 +326,7 @@ static void test_sink_error_propagates(void **state)
 	assert_int_equal(r.status, CB_E_SPACE);
 	assert_int_equal(r.err.code, CB_E_SPACE);
 	assert_int_equal(r.res.attempts, 1);
-	mem_free(&r.sink);
+	cb_test_mem_sink_free(&r.sink);
 }
 
 static void test_connection_refused(void **state)
@@ -398,7 +353,7 @@ static void test_connection_refused(void **state)
 	assert_int_equal(r.status, CB_E_DOWNLOAD);
 	assert_int_equal(r.res.attempts, 3);
 	assert_true(r.elapsed_ms < 3000);
-	mem_free(&r.sink);
+	cb_test_mem_sink_free(&r.sink);
 }
 
 /* TLS is always verified: a self-signed certificate is refused, at once and for good. */
@@ -423,7 +378,7 @@ static void test_untrusted_tls_refused(void **state)
 	assert_int_equal(r.res.attempts, 1);
 	assert_int_equal(r.sink.size, 0);
 	assert_non_null(strstr(r.err.message, "TLS certificate is not trusted"));
-	mem_free(&r.sink);
+	cb_test_mem_sink_free(&r.sink);
 }
 
 static void test_deadline_already_passed(void **state)
@@ -434,7 +389,7 @@ static void test_deadline_already_passed(void **state)
 	fetch_path(&r, "/gen/10", -1, 0, 0);
 	assert_int_equal(r.status, CB_E_DOWNLOAD);
 	assert_int_equal(r.res.attempts, 0);
-	mem_free(&r.sink);
+	cb_test_mem_sink_free(&r.sink);
 }
 
 /* ---- faults ---- */
@@ -454,7 +409,7 @@ static void test_cut_resumes(void **state)
 	assert_int_equal(count_lines(log), 2);
 	assert_non_null(strstr(log, "\"range\": \"bytes=70000-\""));
 	assert_non_null(strstr(log, "\"if_match\": \"\\\""));
-	mem_free(&r.sink);
+	cb_test_mem_sink_free(&r.sink);
 }
 
 static void test_cut_every_response(void **state)
@@ -466,7 +421,7 @@ static void test_cut_every_response(void **state)
 	expect_body(&r, 100000);
 	assert_int_equal(r.res.attempts, 4);
 	assert_int_equal(r.sink.restarts, 0);
-	mem_free(&r.sink);
+	cb_test_mem_sink_free(&r.sink);
 }
 
 static void test_reset_resumes(void **state)
@@ -477,7 +432,7 @@ static void test_reset_resumes(void **state)
 	fetch_path(&r, "/rst/50000/gen/400000", 10000, 0, 0);
 	expect_body(&r, 400000);
 	assert_int_equal(r.res.attempts, 2);
-	mem_free(&r.sink);
+	cb_test_mem_sink_free(&r.sink);
 }
 
 static void test_503_twice_then_ok(void **state)
@@ -488,13 +443,13 @@ static void test_503_twice_then_ok(void **state)
 	fetch_path(&r, "/503x2/gen/10000", 10000, 0, 0);
 	expect_body(&r, 10000);
 	assert_int_equal(r.res.attempts, 3);
-	mem_free(&r.sink);
+	cb_test_mem_sink_free(&r.sink);
 
 	memset(&r, 0, sizeof(r));
 	fetch_path(&r, "/429x1/gen/1000", 10000, 0, 0);
 	expect_body(&r, 1000);
 	assert_int_equal(r.res.attempts, 2);
-	mem_free(&r.sink);
+	cb_test_mem_sink_free(&r.sink);
 }
 
 static void test_always_500_gives_up(void **state)
@@ -509,7 +464,7 @@ static void test_always_500_gives_up(void **state)
 	assert_int_equal(r.sink.size, 0);
 	assert_non_null(strstr(r.err.message, "HTTP 500"));
 	assert_non_null(strstr(r.err.message, "gave up after"));
-	mem_free(&r.sink);
+	cb_test_mem_sink_free(&r.sink);
 }
 
 static void test_retry_after(void **state)
@@ -521,7 +476,7 @@ static void test_retry_after(void **state)
 	expect_body(&r, 1000);
 	assert_int_equal(r.res.attempts, 2);
 	assert_true(r.elapsed_ms >= 1000);
-	mem_free(&r.sink);
+	cb_test_mem_sink_free(&r.sink);
 
 	/* Asked to come back after the deadline: give up now rather than sleep in vain. */
 	memset(&r, 0, sizeof(r));
@@ -530,7 +485,7 @@ static void test_retry_after(void **state)
 	assert_int_equal(r.res.attempts, 1);
 	assert_true(r.elapsed_ms < 1000);
 	assert_non_null(strstr(r.err.message, "retry after 30 s"));
-	mem_free(&r.sink);
+	cb_test_mem_sink_free(&r.sink);
 }
 
 /*
@@ -545,7 +500,7 @@ static void test_close_delimited_truncation_is_invisible(void **state)
 	(void)state;
 	fetch_path(&r, "/close-delimited-truncated/gen/100000", 5000, 0, 0);
 	expect_body(&r, 50000);
-	mem_free(&r.sink);
+	cb_test_mem_sink_free(&r.sink);
 }
 
 static void test_stall_after_headers(void **state)
@@ -557,7 +512,7 @@ static void test_stall_after_headers(void **state)
 	assert_int_equal(r.status, CB_E_DOWNLOAD);
 	assert_true(r.res.attempts >= 2);
 	assert_int_equal(r.sink.size, 0);
-	mem_free(&r.sink);
+	cb_test_mem_sink_free(&r.sink);
 }
 
 static void test_stall_once_resumes(void **state)
@@ -570,7 +525,7 @@ static void test_stall_once_resumes(void **state)
 	expect_body(&r, 100000);
 	assert_int_equal(r.res.attempts, 2);
 	assert_int_equal(r.sink.restarts, 0);
-	mem_free(&r.sink);
+	cb_test_mem_sink_free(&r.sink);
 }
 
 /* Resumes that do not continue the same body start again from byte 0. */
@@ -591,7 +546,7 @@ static void test_restart_cases(void **state)
 		expect_body(&r, 100000);
 		assert_int_equal(r.sink.restarts, 1);
 		assert_true(r.res.attempts >= 2 && r.res.attempts <= 3);
-		mem_free(&r.sink);
+		cb_test_mem_sink_free(&r.sink);
 	}
 }
 
@@ -611,7 +566,7 @@ static void test_no_etag_restarts(void **state)
 		assert_int_equal(r.res.attempts, 2);
 		server_requests(paths[i], log, sizeof(log));
 		assert_null(strstr(log, "bytes="));
-		mem_free(&r.sink);
+		cb_test_mem_sink_free(&r.sink);
 	}
 }
 
@@ -624,7 +579,7 @@ static void test_short_body_gives_up(void **state)
 	assert_int_equal(r.status, CB_E_DOWNLOAD);
 	assert_true(r.res.attempts >= 2);
 	assert_true(r.sink.size <= 50000);
-	mem_free(&r.sink);
+	cb_test_mem_sink_free(&r.sink);
 }
 
 static void test_big_error_body(void **state)
@@ -637,7 +592,7 @@ static void test_big_error_body(void **state)
 	assert_int_equal(r.res.attempts, 1);
 	assert_int_equal(r.sink.size, 0);
 	assert_true(strlen(r.err.message) < 400);
-	mem_free(&r.sink);
+	cb_test_mem_sink_free(&r.sink);
 }
 
 /* ---- S3-style error replies (from a presigned or public https:// URL) ---- */
@@ -653,7 +608,7 @@ static void expect_advice(const char *path, long http_status, const char *want)
 	if (strstr(r.err.message, want) == NULL)
 		fail_msg("\"%s\" lacks \"%s\"", r.err.message, want);
 	assert_null(strchr(r.err.message, '\n'));
-	mem_free(&r.sink);
+	cb_test_mem_sink_free(&r.sink);
 }
 
 static void test_s3_error_advice(void **state)
@@ -672,31 +627,21 @@ static int setup(void **state)
 {
 	char server_path[4096];
 	const char *src = getenv("CB_TEST_SRC");
-	const char *tmp = getenv("CB_TEST_TMP");
 	const char *const argv[] = {"python3", server_path, "--max-seconds", "120", NULL};
 
 	(void)state;
 	snprintf(server_path, sizeof(server_path), "%s/servers/fault_server.py",
 		 src != NULL ? src : "tests");
-	if (tmp == NULL)
-		tmp = "/tmp";
-	if (mkdir(tmp, 0700) != 0 && errno != EEXIST)
-		return -1;
-	snprintf(scratch_dir, sizeof(scratch_dir), "%s/test_fetch-XXXXXX", tmp);
-	if (mkdtemp(scratch_dir) == NULL)
+	if (cb_test_make_dir(scratch_dir, sizeof(scratch_dir), "test_fetch") != 0)
 		return -1;
 	return cb_test_server_start(argv, 20000, &fault_server);
 }
 
 static int teardown(void **state)
 {
-	char path[4200];
-
 	(void)state;
 	cb_test_server_stop(&fault_server);
-	snprintf(path, sizeof(path), "%s/body.bin", scratch_dir);
-	unlink(path);
-	rmdir(scratch_dir);
+	cb_test_remove_tree(scratch_dir);
 	return 0;
 }
 

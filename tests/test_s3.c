@@ -21,6 +21,7 @@
 
 #include "../bootstrap/fetch.h"
 #include "../bootstrap/s3.h"
+#include "cbunit.h"
 #include "servers/spawn_server.h"
 
 #define AWS_CLI "/usr/bin/aws"
@@ -240,40 +241,8 @@ static void test_error_parse(void **state)
 
 /* ---- against s3rver ---- */
 
-struct mem_sink {
-	unsigned char *data;
-	size_t size;
-	size_t capacity;
-};
-
-static enum cb_status mem_write(void *ctx, const void *data, size_t size, struct cb_error *err)
-{
-	struct mem_sink *m = ctx;
-
-	if (m->size + size > m->capacity) {
-		size_t cap = m->capacity ? m->capacity * 2 : 65536;
-		while (cap < m->size + size)
-			cap *= 2;
-		unsigned char *grown = realloc(m->data, cap);
-		if (grown == NULL)
-			return cb_error_set(err, CB_E_NOMEM, ENOMEM, "out of memory");
-		m->data = grown;
-		m->capacity = cap;
-	}
-	memcpy(m->data + m->size, data, size);
-	m->size += size;
-	return CB_OK;
-}
-
-static enum cb_status mem_restart(void *ctx, struct cb_error *err)
-{
-	(void)err;
-	((struct mem_sink *)ctx)->size = 0;
-	return CB_OK;
-}
-
 /* Where text occurs in what the sink holds (which is not NUL-terminated). */
-static const unsigned char *mem_find(const struct mem_sink *m, const char *text)
+static const unsigned char *mem_find(const struct cb_test_mem_sink *m, const char *text)
 {
 	size_t n = strlen(text);
 
@@ -288,17 +257,18 @@ struct run {
 	enum cb_status status;
 	struct cb_fetch_result res;
 	struct cb_error err;
-	struct mem_sink sink;
+	struct cb_test_mem_sink sink;
 	int64_t elapsed_ms;
 };
 
 static void fetch(struct run *r, const char *url, int64_t budget_ms)
 {
-	struct cb_sink sink = {.write = mem_write, .restart = mem_restart, .ctx = &r->sink};
+	struct cb_sink sink;
 	struct cb_fetch_options opts = {.url = url, .deadline_ms = cb_clock_now_ms() + budget_ms};
 	int64_t start = cb_clock_now_ms();
 
 	memset(r, 0, sizeof(*r));
+	cb_test_mem_sink_attach(&r->sink, &sink);
 	cb_error_init(&r->err);
 	r->status = cb_fetch_to_sink(&opts, &sink, &r->res, &r->err);
 	r->elapsed_ms = cb_clock_now_ms() - start;
@@ -355,7 +325,7 @@ static void expect_object(const char *key)
 	assert_int_equal(r.res.bytes, size);
 	assert_int_equal(r.sink.size, size);
 	assert_memory_equal(r.sink.data, want, size);
-	free(r.sink.data);
+	cb_test_mem_sink_free(&r.sink);
 	free(want);
 }
 
@@ -391,7 +361,7 @@ static void test_wrong_secret(void **state)
 	assert_non_null(strstr(r.err.message, "check AWS_SECRET_ACCESS_KEY"));
 	assert_null(strstr(r.err.message, "not-the-secret"));
 	assert_non_null(strstr(r.err.message, "s3://" BUCKET "/" KEY_PLAIN));
-	free(r.sink.data);
+	cb_test_mem_sink_free(&r.sink);
 }
 
 static void test_unknown_key_id(void **state)
@@ -405,7 +375,7 @@ static void test_unknown_key_id(void **state)
 	assert_int_equal(r.res.attempts, 1);
 	assert_non_null(strstr(r.err.message, "InvalidAccessKeyId"));
 	assert_non_null(strstr(r.err.message, "check AWS_ACCESS_KEY_ID"));
-	free(r.sink.data);
+	cb_test_mem_sink_free(&r.sink);
 }
 
 static void test_session_token(void **state)
@@ -421,13 +391,13 @@ static void test_session_token(void **state)
 	assert_int_equal(r.status, CB_E_DOWNLOAD);
 	assert_int_equal(r.res.attempts, 1);
 	assert_non_null(strstr(r.err.message, "InvalidToken"));
-	free(r.sink.data);
+	cb_test_mem_sink_free(&r.sink);
 
 	use_credentials(TEMP_KEY_ID, TEMP_SECRET, "AnotherToken");
 	fetch(&r, "s3://" BUCKET "/" KEY_PLAIN, 10000);
 	assert_int_equal(r.status, CB_E_DOWNLOAD);
 	assert_non_null(strstr(r.err.message, "AWS_SESSION_TOKEN"));
-	free(r.sink.data);
+	cb_test_mem_sink_free(&r.sink);
 }
 
 static void test_missing_object_and_bucket(void **state)
@@ -442,13 +412,13 @@ static void test_missing_object_and_bucket(void **state)
 	assert_int_equal(r.res.http_status, 404);
 	assert_true(r.elapsed_ms < 2000);
 	assert_non_null(strstr(r.err.message, "NoSuchKey"));
-	free(r.sink.data);
+	cb_test_mem_sink_free(&r.sink);
 
 	fetch(&r, "s3://no-such-bucket-here/key.zip", 10000);
 	assert_int_equal(r.status, CB_E_DOWNLOAD);
 	assert_true(r.elapsed_ms < 2000);
 	assert_non_null(strstr(r.err.message, "NoSuchBucket"));
-	free(r.sink.data);
+	cb_test_mem_sink_free(&r.sink);
 }
 
 static void test_missing_credentials(void **state)
@@ -463,7 +433,7 @@ static void test_missing_credentials(void **state)
 	assert_int_equal(r.status, CB_E_CONFIG);
 	assert_int_equal(r.res.attempts, 0);
 	assert_non_null(strstr(r.err.message, "AWS_ACCESS_KEY_ID"));
-	free(r.sink.data);
+	cb_test_mem_sink_free(&r.sink);
 }
 
 /* Runs the AWS CLI with the test's environment; returns its first stdout line in out. */
@@ -509,7 +479,7 @@ static void test_presigned(void **state)
 	fetch(&r, url, 10000);
 	assert_int_equal(r.status, CB_OK);
 	assert_int_equal(r.res.bytes, object_size(KEY_PLAIN));
-	free(r.sink.data);
+	cb_test_mem_sink_free(&r.sink);
 
 	/* One changed hex digit of the signature. */
 	snprintf(tampered, sizeof(tampered), "%s", url);
@@ -523,7 +493,7 @@ static void test_presigned(void **state)
 	assert_int_equal(r.res.http_status, 403);
 	assert_non_null(strstr(r.err.message, "SignatureDoesNotMatch"));
 	assert_non_null(strstr(r.err.message, "?<redacted>"));
-	free(r.sink.data);
+	cb_test_mem_sink_free(&r.sink);
 }
 
 static void test_presigned_expired(void **state)
@@ -545,7 +515,7 @@ static void test_presigned_expired(void **state)
 	assert_int_equal(r.res.http_status, 403);
 	assert_non_null(strstr(r.err.message, "expired"));
 	assert_non_null(strstr(r.err.message, "presign"));
-	free(r.sink.data);
+	cb_test_mem_sink_free(&r.sink);
 }
 
 /*
@@ -584,7 +554,7 @@ static void test_resume_through_cutting_proxy(void **state)
 	assert_int_equal(r.res.http_status, 206);
 	assert_int_equal(r.sink.size, size);
 	assert_memory_equal(r.sink.data, want, size);
-	free(r.sink.data);
+	cb_test_mem_sink_free(&r.sink);
 
 	/* What the proxy saw: a whole GET, then a signed ranged one that s3rver accepted. */
 	snprintf(url, sizeof(url), "http://127.0.0.1:%d/__requests/" BUCKET "/" KEY_PLAIN,
@@ -594,7 +564,7 @@ static void test_resume_through_cutting_proxy(void **state)
 	assert_non_null(mem_find(&r.sink, "\"range\": \"bytes=100000-\""));
 	assert_non_null(mem_find(&r.sink, "\"if_match\": \"\\\""));
 	assert_non_null(mem_find(&r.sink, "\"status\": 206"));
-	free(r.sink.data);
+	cb_test_mem_sink_free(&r.sink);
 	cb_test_server_stop(&proxy);
 	free(want);
 }
@@ -649,7 +619,6 @@ static int setup_s3(void **state)
 	char dir[4200];
 	char config[4200];
 	const char *src = getenv("CB_TEST_SRC");
-	const char *tmp = getenv("CB_TEST_TMP");
 	const char *const argv[] = {"node",
 				    server,
 				    "--dir",
@@ -669,12 +638,7 @@ static int setup_s3(void **state)
 		fprintf(stderr, "%s is missing: apt-get install awscli\n", AWS_CLI);
 		return -1;
 	}
-	if (tmp == NULL)
-		tmp = "/tmp";
-	if (mkdir(tmp, 0700) != 0 && errno != EEXIST)
-		return -1;
-	snprintf(scratch, sizeof(scratch), "%s/test_s3-XXXXXX", tmp);
-	if (mkdtemp(scratch) == NULL)
+	if (cb_test_make_dir(scratch, sizeof(scratch), "test_s3") != 0)
 		return -1;
 	snprintf(dir, sizeof(dir), "%s/objects", scratch);
 	snprintf(server, sizeof(server), "%s/servers/s3rver.js", src != NULL ? src : "tests");
@@ -715,15 +679,10 @@ static int setup_s3(void **state)
 /* Stops the server and removes this run's scratch folder (objects, uploads, config). */
 static int teardown_s3(void **state)
 {
-	char command[4300];
-
 	(void)state;
 	cb_test_server_stop(&s3);
-	if (scratch[0] != '\0' && strstr(scratch, "/test_s3-") != NULL) {
-		snprintf(command, sizeof(command), "rm -rf -- '%s'", scratch);
-		if (system(command) != 0)
-			fprintf(stderr, "could not remove %s\n", scratch);
-	}
+	if (scratch[0] != '\0')
+		cb_test_remove_tree(scratch);
 	return 0;
 }
 

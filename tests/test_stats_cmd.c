@@ -5,11 +5,9 @@
  * round trip through the real record writer (cache/stats_record.c), the
  * input bounds, and the command line.
  */
-#define _GNU_SOURCE /* nftw */
 
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -26,6 +24,7 @@
 #include "../bootstrap/stats_cmd.h"
 #include "../bootstrap/stats_json.h"
 #include "../cache/cache.h"
+#include "cbunit.h"
 
 static char test_dir[PATH_MAX];
 static char data_dir[PATH_MAX];
@@ -40,30 +39,13 @@ struct run {
 	int json_ok;
 };
 
-static int remove_entry(const char *path, const struct stat *st, int type, struct FTW *ftw)
-{
-	(void)st;
-	(void)type;
-	(void)ftw;
-	return remove(path);
-}
-
 static int setup(void **state)
 {
-	const char *base = getenv("CB_TEST_TMP");
 	const char *src = getenv("CB_TEST_SRC");
 	int n;
 
 	(void)state;
-	if (base == NULL)
-		base = "/tmp";
-	if (src == NULL)
-		return -1;
-	(void)mkdir(base, 0755);
-	n = snprintf(test_dir, sizeof(test_dir), "%s/stats-cmd-XXXXXX", base);
-	if (n < 0 || (size_t)n >= sizeof(test_dir) - 64)
-		return -1;
-	if (mkdtemp(test_dir) == NULL)
+	if (src == NULL || cb_test_make_dir(test_dir, sizeof(test_dir), "stats-cmd") != 0)
 		return -1;
 	n = snprintf(data_dir, sizeof(data_dir), "%s/data/stats", src);
 	if (n < 0 || (size_t)n >= sizeof(data_dir) - 64)
@@ -76,7 +58,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
 	(void)state;
-	(void)nftw(test_dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+	cb_test_remove_tree(test_dir);
 	return 0;
 }
 

@@ -3,11 +3,9 @@
  * CloudWatch Embedded Metric Format line on stdout, checked against the EMF
  * specification by Python's json module (a parser we did not write).
  */
-#define _GNU_SOURCE /* nftw */
 
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -24,16 +22,9 @@
 
 #include "../cache/cache.h"
 #include "../cache/json.h"
+#include "cbunit.h"
 
 static char test_dir[PATH_MAX];
-
-static int remove_entry(const char *path, const struct stat *st, int type, struct FTW *ftw)
-{
-	(void)st;
-	(void)type;
-	(void)ftw;
-	return remove(path);
-}
 
 static const char *const lambda_vars[] = {
 	"AWS_LAMBDA_FUNCTION_NAME",        "AWS_LAMBDA_FUNCTION_VERSION",
@@ -43,17 +34,8 @@ static const char *const lambda_vars[] = {
 
 static int setup(void **state)
 {
-	const char *base = getenv("CB_TEST_TMP");
-	int n;
-
 	(void)state;
-	if (base == NULL)
-		base = "/tmp";
-	(void)mkdir(base, 0755);
-	n = snprintf(test_dir, sizeof(test_dir), "%s/stats-record-XXXXXX", base);
-	if (n < 0 || (size_t)n >= sizeof(test_dir) - 64)
-		return -1;
-	if (mkdtemp(test_dir) == NULL)
+	if (cb_test_make_dir(test_dir, sizeof(test_dir), "stats-record") != 0)
 		return -1;
 	for (size_t i = 0; i < sizeof(lambda_vars) / sizeof(lambda_vars[0]); i++)
 		unsetenv(lambda_vars[i]);
@@ -63,7 +45,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
 	(void)state;
-	(void)nftw(test_dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+	cb_test_remove_tree(test_dir);
 	return 0;
 }
 
