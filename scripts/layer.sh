@@ -1,19 +1,22 @@
 #!/usr/bin/env bash
 # Builds coldboot's Lambda layer, a zip that Lambda unpacks under /opt:
 #
-#   bin/coldboot              the front binary: AWS_LAMBDA_EXEC_WRAPPER=/opt/bin/coldboot
+#   bin/coldboot              the front binary, static: AWS_LAMBDA_EXEC_WRAPPER=/opt/bin/coldboot
 #   extensions/coldboot       the same binary, started by Lambda as an external extension
 #   bootstrap -> bin/coldboot for custom runtimes (provided.al2, provided.al2023)
-#   lib/coldboot/             the cold module (libcoldboot-cold.so), every library it needs, and
-#                             the glibc, dynamic loader included, they were all built against
+#   lib/coldboot/             the cold helper program (coldboot-cold), every library it needs,
+#                             and the glibc, dynamic loader included, they were all built against
 #
-# Why a private glibc: this machine builds against Debian 12's glibc 2.36, while Amazon Linux 2
-# has 2.26 and AL2023 2.34, and Debian has neither static libzip nor a static libcurl whose
-# dependencies (Kerberos, LDAP, ...) all exist as static archives. So the binaries are patched
-# (patchelf) to use /opt/lib/coldboot/ld-linux-*.so as their program interpreter and
-# /opt/lib/coldboot as their library path: they need nothing from the system but the kernel.
-# What coldboot execs (the runtime, the handler) uses the system's own libraries as usual:
-# lib/coldboot is never put in LD_LIBRARY_PATH. The warm path still maps only libc.
+# The front binary is linked statically (glibc, no dlopen, no name lookups): it needs nothing
+# from the system, and a warm start maps no library at all. Only coldboot-cold, which the front
+# runs on a cache miss, is dynamic. Why a private glibc for it: this machine builds against
+# Debian 12's glibc 2.36, while Amazon Linux 2 has 2.26 and AL2023 2.34, and Debian has neither
+# static libzip nor a static libcurl whose dependencies (Kerberos, LDAP, ...) all exist as
+# static archives. So coldboot-cold is patched (patchelf) to use
+# /opt/lib/coldboot/ld-linux-*.so as its program interpreter and /opt/lib/coldboot as its
+# library path: it needs nothing from the system but the kernel either. What coldboot execs
+# (the runtime, the handler) uses the system's own libraries as usual: lib/coldboot is never
+# put in LD_LIBRARY_PATH.
 #
 # Usage: bash scripts/layer.sh [--arch x86_64|arm64] [-o OUT.zip] [--check]
 #   --arch   target architecture (default: this machine's); arm64 is cross-compiled
@@ -76,7 +79,7 @@ if ((cross)); then
 		[[ $(id -u) -eq 0 ]] && dpkg --add-architecture arm64 || sudo -n dpkg --add-architecture arm64
 	fi
 	for pkg in gcc-aarch64-linux-gnu libcurl4-openssl-dev:arm64 libzip-dev:arm64 libxxhash-dev:arm64 \
-		zlib1g-dev:arm64; do
+		zlib1g-dev:arm64 libdeflate-dev:arm64; do
 		installed "$pkg" || missing+=("$pkg")
 	done
 	((check)) && { installed qemu-user-static || missing+=(qemu-user-static); }
@@ -115,11 +118,16 @@ stage=$layer_dir/stage-$arch
 rm -rf "$stage"
 mkdir -p "$stage/bin" "$stage/extensions" "$stage/lib/coldboot"
 install -m 0755 "$target_build/coldboot" "$stage/bin/coldboot"
-install -m 0755 "$target_build/libcoldboot-cold.so" "$stage/lib/coldboot/libcoldboot-cold.so"
-"$strip" --strip-all "$stage/bin/coldboot"
-"$strip" --strip-unneeded "$stage/lib/coldboot/libcoldboot-cold.so"
+install -m 0755 "$target_build/coldboot-cold" "$stage/lib/coldboot/coldboot-cold"
+"$strip" --strip-all "$stage/bin/coldboot" "$stage/lib/coldboot/coldboot-cold"
+# The front must be static (COLDBOOT_STATIC_FRONT): nothing of the system, no interpreter.
+if "$readelf" -l "$stage/bin/coldboot" | grep -q 'INTERP' ||
+	[[ -n $("$objdump" -p "$stage/bin/coldboot" | awk '$1 == "NEEDED"') ]]; then
+	echo "layer: bin/coldboot is not static; build with -DCOLDBOOT_STATIC_FRONT=ON" >&2
+	exit 1
+fi
 
-# Every library the two need, found the way the loader would on Debian (multiarch folders).
+# Every library coldboot-cold needs, found the way the loader would on Debian (multiarch folders).
 search=("/lib/$triplet" "/usr/lib/$triplet")
 needed_of() { "$objdump" -p "$1" | awk '$1 == "NEEDED" { print $2 }'; }
 find_lib() {
@@ -129,7 +137,7 @@ find_lib() {
 	done
 	return 1
 }
-queue=("$stage/bin/coldboot" "$stage/lib/coldboot/libcoldboot-cold.so")
+queue=("$stage/lib/coldboot/coldboot-cold")
 declare -A seen=()
 while ((${#queue[@]} > 0)); do
 	file=${queue[0]}
@@ -147,12 +155,13 @@ loader_path=$(find_lib "$loader")
 cp -L "$loader_path" "$stage/lib/coldboot/$loader"
 chmod 0755 "$stage/lib/coldboot/$loader"
 
-# Point the binaries at the private loader and libraries. DT_RPATH (not RUNPATH) also covers
-# the libraries' own dependencies and what dlopen loads.
+# Point the helper at the private loader and libraries. DT_RPATH (not RUNPATH) also covers
+# the libraries' own dependencies and what they dlopen.
 patchelf --set-interpreter "/opt/lib/coldboot/$loader" --force-rpath \
-	--set-rpath '/opt/lib/coldboot:$ORIGIN/../lib/coldboot' "$stage/bin/coldboot"
+	--set-rpath '/opt/lib/coldboot:$ORIGIN' "$stage/lib/coldboot/coldboot-cold"
 for lib in "$stage"/lib/coldboot/*.so*; do
 	case $(basename "$lib") in
+	coldboot-cold) continue ;;
 	ld-linux-* | libc.so.* | libm.so.* | libpthread.so.* | libdl.so.* | librt.so.* | libresolv.so.*)
 		continue ;; # glibc's own find each other; leave them untouched
 	esac
@@ -172,7 +181,8 @@ glibc_max() {
 	"$objdump" -T "$1" 2>/dev/null | grep -o 'GLIBC_[0-9.]*' | sort -t. -k1,1 -k2,2n -k3,3n -u | tail -1
 }
 echo "layer: $out ($arch): $size bytes, $unpacked bytes unpacked, $checksum"
-echo "layer: bin/coldboot interpreter $("$readelf" -l "$stage/bin/coldboot" | sed -n 's/.*interpreter: \(.*\)]/\1/p'), needs up to $(glibc_max "$stage/bin/coldboot") (bundled: glibc $(dpkg-query -W -f='${Version}' "libc6:$deb_arch"))"
+echo "layer: bin/coldboot: static, $(stat -c %s "$stage/bin/coldboot") bytes"
+echo "layer: lib/coldboot/coldboot-cold interpreter $("$readelf" -l "$stage/lib/coldboot/coldboot-cold" | sed -n 's/.*interpreter: \(.*\)]/\1/p'), needs up to $(glibc_max "$stage/lib/coldboot/coldboot-cold") (bundled: glibc $(dpkg-query -W -f='${Version}' "libc6:$deb_arch"))"
 echo "layer: lib/coldboot: $(cd "$stage/lib/coldboot" && ls | tr '\n' ' ')"
 
 # ---- check: nothing but the layer and the kernel ----
@@ -188,13 +198,21 @@ if ((check)); then
 	printf '#!/bin/sh\necho hi\n' >"$root/data/src/bin/hi"
 	chmod 755 "$root/data/src/bin/hi"
 	echo 'VALUE = 1' >"$root/data/src/python/pkg/__init__.py"
+	# The chroot has no /proc, so the front cannot find the helper from /proc/self/exe: name it.
+	# Under qemu-user the front's exec of the helper goes to the host kernel, which (without
+	# binfmt_misc) cannot run an arm64 program: a host script runs it under qemu too.
+	if ((cross)); then
+		helper=$layer_dir/qemu-coldboot-cold
+		printf '#!/bin/sh\nexec qemu-aarch64-static -L "%s" "%s/opt/lib/coldboot/coldboot-cold" "$@"\n' \
+			"$root" "$root" >"$helper"
+		chmod 0755 "$helper"
+	fi
 	run() {
 		if ((cross)); then
 			# qemu-user looks up absolute paths (the interpreter included) under the root first.
-			env -i COLDBOOT_COLD_MODULE=/opt/lib/coldboot/libcoldboot-cold.so \
-				qemu-aarch64-static -L "$root" "$root$1" "${@:2}"
+			env -i COLDBOOT_COLD_EXE="$helper" qemu-aarch64-static -L "$root" "$root$1" "${@:2}"
 		else
-			env -i COLDBOOT_COLD_MODULE=/opt/lib/coldboot/libcoldboot-cold.so "$chroot" "$root" "$@"
+			env -i COLDBOOT_COLD_EXE=/opt/lib/coldboot/coldboot-cold "$chroot" "$root" "$@"
 		fi
 	}
 	at() { if ((cross)); then echo "$root$1"; else echo "$1"; fi; }

@@ -15,7 +15,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import cbtest  # noqa: E402 (needs the path above)
 from cbtest import check, check_equal, check_exit  # noqa: E402
 
-NET_LIBS = ("libcurl", "libzip", "libssl", "libcrypto", "libcoldboot-cold")
+NET_LIBS = ("libcurl", "libzip", "libssl", "libcrypto", "coldboot-cold")
 
 HANDLER_TEMPLATE = """#!%(python)s
 # Reports what coldboot handed over: the arguments and the environment, as JSON on stdout.

@@ -20,7 +20,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import cbtest  # noqa: E402 (needs the path above)
 from cbtest import check, check_equal, check_exit  # noqa: E402
 
-NET_LIBS = ("libcurl", "libzip", "libssl", "libcrypto", "libcoldboot-cold", "libz.so")
+NET_LIBS = ("libcurl", "libzip", "libssl", "libcrypto", "coldboot-cold", "libz.so")
 BAD_CHECKSUM = "xxh3:" + "0" * 32
 
 # A custom runtime as Lambda's docs describe one: poll invocation/next, post a response.
