@@ -1,4 +1,4 @@
-/* The cold path inside the cold module: fetch, verify and unpack into staging. */
+/* The cold path inside coldboot-cold: fetch, verify and unpack into staging. */
 #ifndef CB_INSTALL_H
 #define CB_INSTALL_H
 
