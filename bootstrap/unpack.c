@@ -8,34 +8,51 @@
  *   1. our own scan of the end records and the central directory (libzip
  *      1.7.3 does not expose local header offsets, and we want the raw name
  *      bytes): names, modes, sizes, local header offsets;
- *   2. libzip opens the same archive, and every entry's size, compressed
- *      size, CRC and method must agree with the scan;
+ *   2. libzip opens the same archive (in a thread of its own, while this
+ *      one makes the checks of 3 that need no libzip), and every entry's
+ *      size, compressed size, CRC and method must agree with the scan;
  *   3. checks on the whole set, still without writing: every name, every
  *      mode, the total declared size against the cap, duplicates, a file or
  *      a symlink used as a directory, local headers that disagree with the
- *      central directory, entries that share or overlap their bytes, and
- *      every symlink target, resolved against the archive's own tree;
- *   4. directories and regular files, written through directory fds opened
- *      with O_NOFOLLOW, files created with O_EXCL, each entry read to its
- *      end so libzip checks its CRC, never more bytes than declared;
- *   5. symlinks last, so no entry is ever written through one.
+ *      central directory, entries that share or overlap their bytes, every
+ *      symlink target, resolved against the archive's own tree, and last
+ *      the free space (making room evicts older bundles);
+ *   4. every directory, named or implied, created by this thread in
+ *      depth-first order through directory fds opened with O_NOFOLLOW (and
+ *      kept open in a table, when the descriptor limit allows);
+ *   5. regular files, by one worker thread per CPU (this one included): the
+ *      raw bytes read with pread at the data offset the local header gave,
+ *      inflated by libdeflate into a reused buffer (zlib, a chunk at a
+ *      time, for entries bigger than a thread's buffers, which go first),
+ *      the size and CRC checked from those bytes, each file created with
+ *      O_EXCL and O_NOFOLLOW under its directory's fd, with its mode, and
+ *      written in one write; methods other than stored and deflate through
+ *      libzip in this thread, before the workers start;
+ *   6. symlinks last, so no entry is ever written through one.
  *
  * docs/security.md ("What the extractor enforces, and why") lists the rules.
  */
 #include "unpack.h"
 
+#include <assert.h>
 #include <errno.h>
-#include <stdarg.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/types.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <zip.h>
+
+#include "inflate.h"
 
 #define UNPACK_BUF_BYTES (256u * 1024u)
 #define UNPACK_NAME_MAX 255u        /* bytes in one path component */
@@ -44,6 +61,18 @@
 #define UNPACK_SYMLINK_HOPS_MAX 40u /* as the kernel's MAXSYMLINKS */
 #define UNPACK_CD_MAX_BYTES (256ull * 1024u * 1024u)
 #define UNPACK_SHOWN_NAME_MAX 200u /* a name as quoted in a message */
+#define UNPACK_WORKERS_MAX 8u
+#define UNPACK_FILES_PER_WORKER_MIN 16u
+#define UNPACK_CHUNK_FILES 16u                      /* files a worker takes at a time */
+#define UNPACK_BUFFERS_BYTES (32u * 1024u * 1024u)  /* every worker's two buffers together */
+#define UNPACK_WHOLE_MAX_BYTES (8u * 1024u * 1024u) /* an entry held whole, at most */
+#define UNPACK_WHOLE_MIN_BYTES (1024u * 1024u)      /* at least the streaming chunks */
+#define UNPACK_STREAM_IN_BYTES (256u * 1024u)       /* a streamed entry: read at a time */
+#define UNPACK_STREAM_OUT_BYTES (1024u * 1024u)     /* a streamed entry: written at a time */
+#define UNPACK_FD_RESERVE 64u /* descriptors left to others besides the directory table */
+_Static_assert(UNPACK_STREAM_IN_BYTES <= UNPACK_WHOLE_MIN_BYTES &&
+		       UNPACK_STREAM_OUT_BYTES <= UNPACK_WHOLE_MIN_BYTES,
+	       "a streamed chunk fits a worker's buffers");
 
 #define ZIP_EOCD_BYTES 22u
 #define ZIP_EOCD_COMMENT_MAX 65535u
@@ -81,6 +110,7 @@ struct unpack_entry {
 	uint64_t size_bytes; /* declared uncompressed size */
 	uint64_t comp_size_bytes;
 	uint64_t local_offset; /* of the local header, absolute in the file */
+	uint64_t data_offset;  /* of the compressed data, absolute in the file */
 	uint64_t data_end;     /* local header + name + extra + compressed data */
 	uint32_t crc;
 	uint16_t method;
@@ -90,6 +120,21 @@ struct unpack_entry {
 	enum unpack_kind kind;
 	mode_t mode;       /* what the file gets: 0644 or 0755 */
 	char *link_target; /* symlinks: NUL-terminated, owned */
+	uint32_t dir_id;   /* files and symlinks: the directory they go in */
+};
+
+/* A directory to create, named by an entry or implied by a deeper name. */
+struct unpack_dir {
+	uint32_t parent;  /* id; 0 is dest_fd */
+	const char *comp; /* its last component, inside an entry's name */
+	size_t comp_len;
+	const struct unpack_entry *e; /* named in messages */
+};
+
+/* A thread's last directory, when there is no table of them. */
+struct unpack_dir_cache {
+	uint32_t id;
+	int fd;
 };
 
 /* What our own scan of the end records found. */
@@ -113,11 +158,12 @@ struct unpack_ctx {
 	char *names;                   /* arena for every entry's name */
 	unsigned char *buf;            /* UNPACK_BUF_BYTES, reused for every entry */
 	mode_t umask_bits;
-	/* The directory we last wrote into: dir_fds[0] is dest_fd (not ours). */
-	size_t depth;
-	int dir_fds[UNPACK_DEPTH_MAX + 1];
-	const char *dir_comp[UNPACK_DEPTH_MAX];
-	size_t dir_comp_len[UNPACK_DEPTH_MAX];
+	uint64_t total_bytes;    /* declared by every file and symlink */
+	struct unpack_dir *dirs; /* by id; [0] stands for dest_fd */
+	size_t ndirs, dirs_cap;
+	int *dir_fds; /* by id, every directory kept open; NULL without room for it */
+	struct rlimit saved_nofile;
+	bool nofile_raised;
 };
 
 /* ---- small helpers ---- */
@@ -168,18 +214,15 @@ static const char *show_name(const unsigned char *name, size_t len, char *out, s
 	return out;
 }
 
-static enum cb_status entry_error(struct unpack_ctx *ctx, enum cb_status code, int saved,
-				  const unsigned char *name, size_t len, const char *fmt, ...)
-	__attribute__((format(printf, 6, 7)));
 static enum cb_status refuse(struct unpack_ctx *ctx, const unsigned char *name, size_t len,
 			     const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 
 /* `entry "<name>": <rule>`, on one line whatever the name holds. */
-static enum cb_status entry_verror(struct unpack_ctx *ctx, enum cb_status code, int saved,
+static enum cb_status entry_verror(struct cb_error *err, enum cb_status code, int saved,
 				   const unsigned char *name, size_t len, const char *fmt,
 				   va_list ap) __attribute__((format(printf, 6, 0)));
 
-static enum cb_status entry_verror(struct unpack_ctx *ctx, enum cb_status code, int saved,
+static enum cb_status entry_verror(struct cb_error *err, enum cb_status code, int saved,
 				   const unsigned char *name, size_t len, const char *fmt,
 				   va_list ap)
 {
@@ -188,19 +231,7 @@ static enum cb_status entry_verror(struct unpack_ctx *ctx, enum cb_status code, 
 
 	vsnprintf(rule, sizeof(rule), fmt, ap);
 	show_name(name, len, shown, sizeof(shown));
-	return cb_error_set(ctx->err, code, saved, "entry \"%s\": %s", shown, rule);
-}
-
-static enum cb_status entry_error(struct unpack_ctx *ctx, enum cb_status code, int saved,
-				  const unsigned char *name, size_t len, const char *fmt, ...)
-{
-	va_list ap;
-	enum cb_status st;
-
-	va_start(ap, fmt);
-	st = entry_verror(ctx, code, saved, name, len, fmt, ap);
-	va_end(ap);
-	return st;
+	return cb_error_set(err, code, saved, "entry \"%s\": %s", shown, rule);
 }
 
 /* Refuses the entry: CB_E_ZIP. */
@@ -211,7 +242,7 @@ static enum cb_status refuse(struct unpack_ctx *ctx, const unsigned char *name, 
 	enum cb_status st;
 
 	va_start(ap, fmt);
-	st = entry_verror(ctx, CB_E_ZIP, 0, name, len, fmt, ap);
+	st = entry_verror(ctx->err, CB_E_ZIP, 0, name, len, fmt, ap);
 	va_end(ap);
 	return st;
 }
@@ -227,22 +258,44 @@ static const char *dest_shown(const struct unpack_ctx *ctx)
 	return ctx->opts->dest_path != NULL ? ctx->opts->dest_path : "the destination";
 }
 
+/* `entry "<name>": ...` into err, from any thread. */
+static enum cb_status entry_error_to(struct cb_error *err, enum cb_status code, int saved,
+				     const struct unpack_entry *e, const char *fmt, ...)
+	__attribute__((format(printf, 5, 6)));
+
+static enum cb_status entry_error_to(struct cb_error *err, enum cb_status code, int saved,
+				     const struct unpack_entry *e, const char *fmt, ...)
+{
+	va_list ap;
+	enum cb_status st;
+
+	va_start(ap, fmt);
+	st = entry_verror(err, code, saved, e->raw_name, e->raw_name_len, fmt, ap);
+	va_end(ap);
+	return st;
+}
+
 /* A failed system call while writing an entry: space, memory or I/O. */
-static enum cb_status sys_fail(struct unpack_ctx *ctx, const struct unpack_entry *e, int saved,
-			       const char *what)
+static enum cb_status sys_fail_to(struct cb_error *err, const char *dest,
+				  const struct unpack_entry *e, int saved, const char *what)
 {
 	enum cb_status code = CB_E_IO;
 
 	if (saved == EEXIST)
-		return entry_error(ctx, CB_E_IO, saved, e->raw_name, e->raw_name_len,
-				   "already exists in %s (the destination must be empty)",
-				   dest_shown(ctx));
+		return entry_error_to(err, CB_E_IO, saved, e,
+				      "already exists in %s (the destination must be empty)", dest);
 	if (saved == ENOSPC || saved == EDQUOT)
 		code = CB_E_SPACE;
 	else if (saved == ENOMEM)
 		code = CB_E_NOMEM;
-	return entry_error(ctx, code, saved, e->raw_name, e->raw_name_len, "cannot %s in %s: %s",
-			   what, dest_shown(ctx), strerror(saved));
+	return entry_error_to(err, code, saved, e, "cannot %s in %s: %s", what, dest,
+			      strerror(saved));
+}
+
+static enum cb_status sys_fail(struct unpack_ctx *ctx, const struct unpack_entry *e, int saved,
+			       const char *what)
+{
+	return sys_fail_to(ctx->err, dest_shown(ctx), e, saved, what);
 }
 
 static enum cb_status nomem(struct unpack_ctx *ctx)
@@ -568,20 +621,22 @@ static enum cb_status scan_central(struct unpack_ctx *ctx, const struct unpack_c
 
 /* ---- 2. libzip opens the same bytes ---- */
 
-static enum cb_status open_libzip(struct unpack_ctx *ctx, const struct unpack_cd *cd)
+static enum cb_status open_libzip(int zip_fd, uint64_t prefix_bytes, uint64_t entries,
+				  zip_t **za_out, struct cb_error *err)
 {
 	zip_error_t zerr;
 	zip_source_t *src = NULL;
+	zip_t *za;
 	FILE *fp = NULL;
 	int fd = -1;
 	enum cb_status st = CB_OK;
 
 	zip_error_init(&zerr);
-	fd = fcntl(ctx->opts->zip_fd, F_DUPFD_CLOEXEC, 0);
+	fd = fcntl(zip_fd, F_DUPFD_CLOEXEC, 0);
 	if (fd < 0) {
 		int saved = errno;
 
-		st = cb_error_set(ctx->err, CB_E_IO, saved,
+		st = cb_error_set(err, CB_E_IO, saved,
 				  "zip: cannot duplicate the archive's descriptor: %s",
 				  strerror(saved));
 		goto out;
@@ -590,33 +645,33 @@ static enum cb_status open_libzip(struct unpack_ctx *ctx, const struct unpack_cd
 	if (fp == NULL) {
 		int saved = errno;
 
-		st = cb_error_set(ctx->err, saved == ENOMEM ? CB_E_NOMEM : CB_E_IO, saved,
+		st = cb_error_set(err, saved == ENOMEM ? CB_E_NOMEM : CB_E_IO, saved,
 				  "zip: cannot open the archive's descriptor: %s", strerror(saved));
 		goto out;
 	}
 	fd = -1;
 	/* Starting after a prefix makes offsets that ignore it right for libzip too. */
-	src = zip_source_filep_create(fp, cd->prefix_bytes, -1, &zerr);
+	src = zip_source_filep_create(fp, prefix_bytes, -1, &zerr);
 	if (src == NULL) {
-		st = cb_error_set(ctx->err, CB_E_ZIP, 0, "zip: cannot read the archive: %s",
+		st = cb_error_set(err, CB_E_ZIP, 0, "zip: cannot read the archive: %s",
 				  zip_error_strerror(&zerr));
 		goto out;
 	}
 	fp = NULL;
-	ctx->za = zip_open_from_source(src, ZIP_RDONLY, &zerr);
-	if (ctx->za == NULL) {
-		st = cb_error_set(ctx->err,
+	za = zip_open_from_source(src, ZIP_RDONLY, &zerr);
+	if (za == NULL) {
+		st = cb_error_set(err,
 				  zip_error_code_zip(&zerr) == ZIP_ER_MEMORY ? CB_E_NOMEM : CB_E_ZIP,
 				  0, "zip: cannot open the archive: %s", zip_error_strerror(&zerr));
 		goto out;
 	}
 	src = NULL;
-	if (zip_get_num_entries(ctx->za, 0) < 0 ||
-	    (uint64_t)zip_get_num_entries(ctx->za, 0) != cd->entries) {
-		st = cb_error_set(ctx->err, CB_E_ZIP, 0,
+	*za_out = za;
+	if (zip_get_num_entries(za, 0) < 0 || (uint64_t)zip_get_num_entries(za, 0) != entries) {
+		st = cb_error_set(err, CB_E_ZIP, 0,
 				  "zip: libzip sees %lld entries where the central directory has %llu",
-				  (long long)zip_get_num_entries(ctx->za, 0),
-				  (unsigned long long)cd->entries);
+				  (long long)zip_get_num_entries(za, 0),
+				  (unsigned long long)entries);
 		goto out;
 	}
 out:
@@ -628,6 +683,69 @@ out:
 		close(fd);
 	zip_error_fini(&zerr);
 	return st;
+}
+
+/*
+ * libzip's own parse of the archive runs in a thread of its own while this
+ * one judges what needs no libzip; its result is waited for before anything
+ * that uses it.
+ */
+struct libzip_opener {
+	int zip_fd;
+	uint64_t prefix_bytes, entries;
+	zip_t *za;
+	enum cb_status st;
+	struct cb_error err;
+	pthread_t thread;
+	bool started;
+	bool tz_set;
+};
+
+static void *libzip_opener_run(void *arg)
+{
+	struct libzip_opener *o = arg;
+
+	o->st = open_libzip(o->zip_fd, o->prefix_bytes, o->entries, &o->za, &o->err);
+	return NULL;
+}
+
+/*
+ * libzip turns every entry's DOS time into a time_t with mktime while it
+ * opens the archive, and glibc's mktime, with TZ unset, stats
+ * /etc/localtime on every call: a stat per entry, 60 ms for 26,000 entries
+ * here. The times are never used, so TZ is UTC until the open is done. Set
+ * and unset by this thread, before the opener starts and after it ended,
+ * while no other thread runs.
+ */
+static void libzip_open_start(const struct unpack_ctx *ctx, const struct unpack_cd *cd,
+			      struct libzip_opener *o)
+{
+	memset(o, 0, sizeof(*o));
+	o->zip_fd = ctx->opts->zip_fd;
+	o->prefix_bytes = cd->prefix_bytes;
+	o->entries = cd->entries;
+	cb_error_init(&o->err);
+	o->tz_set = getenv("TZ") == NULL && setenv("TZ", "UTC", 0) == 0;
+	o->started = pthread_create(&o->thread, NULL, libzip_opener_run, o) == 0;
+	if (!o->started)
+		libzip_opener_run(o); /* no thread to be had: in this one, then */
+}
+
+/* Waits for the opener; its failure is the one reported, as it comes first. */
+static enum cb_status libzip_open_finish(struct unpack_ctx *ctx, struct libzip_opener *o)
+{
+	if (o->started)
+		pthread_join(o->thread, NULL);
+	o->started = false;
+	if (o->tz_set) {
+		unsetenv("TZ");
+		tzset(); /* the local zone again, for whoever converts times next */
+	}
+	o->tz_set = false;
+	ctx->za = o->za;
+	if (o->st != CB_OK)
+		*ctx->err = o->err;
+	return o->st;
 }
 
 /* The entry as libzip will read it must be the entry we judged. */
@@ -768,19 +886,13 @@ static enum cb_status check_kind(struct unpack_ctx *ctx, struct unpack_entry *e,
 	return CB_OK;
 }
 
+/* The local header h (its fixed part and name) against the central directory. */
 static enum cb_status check_local_header(struct unpack_ctx *ctx, struct unpack_entry *e,
-					 const struct unpack_cd *cd)
+					 const struct unpack_cd *cd, const unsigned char *h)
 {
-	unsigned char *h = ctx->buf;
 	size_t want = ZIP_LFH_BYTES + e->raw_name_len;
 	uint64_t data_start;
-	enum cb_status st;
 
-	if (e->local_offset > cd->cd_offset || cd->cd_offset - e->local_offset < want)
-		return refuse_entry(ctx, e, "local header lies outside the archive's data");
-	st = pread_exact(ctx, h, want, e->local_offset, "local header");
-	if (st != CB_OK)
-		return st;
 	if (memcmp(h, "PK\x03\x04", 4) != 0)
 		return refuse_entry(ctx, e, "no local header at its offset");
 	if (rd16(h + 8) != e->method || ((rd16(h + 6) ^ e->flags) & ZIP_FLAG_ENCRYPTED) != 0)
@@ -794,6 +906,7 @@ static enum cb_status check_local_header(struct unpack_ctx *ctx, struct unpack_e
 	if (data_start > cd->cd_offset || cd->cd_offset - data_start < e->comp_size_bytes)
 		return refuse_entry(ctx, e,
 				    "data runs into the central directory (truncated archive?)");
+	e->data_offset = data_start;
 	e->data_end = data_start + e->comp_size_bytes;
 	return CB_OK;
 }
@@ -821,15 +934,59 @@ static int cmp_name(const void *a, const void *b)
 	return x->index < y->index ? -1 : (x->index > y->index);
 }
 
-/* Two entries may not share or overlap their bytes: that is how bombs amplify. */
-static enum cb_status check_overlaps(struct unpack_ctx *ctx)
+/*
+ * Every local header, in offset order (by_name is borrowed for it, and left
+ * so for check_overlaps): one pread brings in as many neighbouring headers
+ * as ctx->buf holds, rather than one pread each.
+ */
+static enum cb_status check_local_headers(struct unpack_ctx *ctx, const struct unpack_cd *cd)
 {
-	char shown[UNPACK_SHOWN_NAME_MAX];
-	struct unpack_entry **v = ctx->by_name; /* borrowed, re-sorted by name later */
+	struct unpack_entry **v = ctx->by_name;
+	uint64_t win_start = 0;
+	size_t win_len = 0;
+	enum cb_status st;
 
 	for (size_t i = 0; i < ctx->count; i++)
 		v[i] = &ctx->entries[i];
 	qsort(v, ctx->count, sizeof(*v), cmp_offset);
+	for (size_t i = 0; i < ctx->count; i++) {
+		struct unpack_entry *e = v[i];
+		size_t want = ZIP_LFH_BYTES + e->raw_name_len;
+
+		if (e->local_offset > cd->cd_offset || cd->cd_offset - e->local_offset < want)
+			return refuse_entry(ctx, e, "local header lies outside the archive's data");
+		if (e->local_offset < win_start || e->local_offset - win_start + want > win_len) {
+			/* From this header to the last one after it that still fits the buffer. */
+			win_start = e->local_offset;
+			win_len = want;
+			for (size_t j = i + 1; j < ctx->count; j++) {
+				const struct unpack_entry *n = v[j];
+				uint64_t end;
+
+				if (n->local_offset > cd->cd_offset)
+					break;
+				end = n->local_offset + ZIP_LFH_BYTES + n->raw_name_len;
+				if (end > cd->cd_offset || end - win_start > UNPACK_BUF_BYTES)
+					break;
+				win_len = (size_t)(end - win_start);
+			}
+			st = pread_exact(ctx, ctx->buf, win_len, win_start, "local header");
+			if (st != CB_OK)
+				return st;
+		}
+		st = check_local_header(ctx, e, cd, ctx->buf + (e->local_offset - win_start));
+		if (st != CB_OK)
+			return st;
+	}
+	return CB_OK;
+}
+
+/* Two entries may not share or overlap their bytes: that is how bombs amplify. */
+static enum cb_status check_overlaps(struct unpack_ctx *ctx)
+{
+	char shown[UNPACK_SHOWN_NAME_MAX];
+	struct unpack_entry *const *v = ctx->by_name; /* in offset order */
+
 	for (size_t i = 1; i < ctx->count; i++) {
 		const struct unpack_entry *a = v[i - 1], *b = v[i];
 
@@ -933,9 +1090,16 @@ static enum cb_status check_tree(struct unpack_ctx *ctx)
 			      kind_name(b->kind),
 			      show_name(a->raw_name, a->raw_name_len, shown, sizeof(shown)));
 	}
-	for (size_t i = 0; i < ctx->count; i++) {
+	for (size_t i = 0, prev_len = 0; i < ctx->count; i++) {
 		const struct unpack_entry *e = &ctx->entries[i], *anc;
+		const char *slash = strrchr(e->name, '/');
+		size_t parent_len = slash ? (size_t)(slash - e->name) : 0;
 
+		/* The same parent as the entry before (the usual case): the same ancestors, checked. */
+		if (i > 0 && parent_len == prev_len &&
+		    memcmp(e->name, ctx->entries[i - 1].name, parent_len) == 0)
+			continue;
+		prev_len = parent_len;
 		for (size_t k = 0; k < e->name_len; k++) {
 			if (e->name[k] != '/')
 				continue;
@@ -1069,8 +1233,8 @@ static enum cb_status read_fail(struct unpack_ctx *ctx, const struct unpack_entr
 	}
 }
 
-static enum cb_status write_all(struct unpack_ctx *ctx, const struct unpack_entry *e, int fd,
-				const unsigned char *p, size_t len)
+static enum cb_status write_all(struct cb_error *err, const char *dest, const struct unpack_entry *e,
+				int fd, const unsigned char *p, size_t len)
 {
 	while (len > 0) {
 		ssize_t n = write(fd, p, len);
@@ -1078,9 +1242,9 @@ static enum cb_status write_all(struct unpack_ctx *ctx, const struct unpack_entr
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0)
-			return sys_fail(ctx, e, errno, "write");
+			return sys_fail_to(err, dest, e, errno, "write");
 		if (n == 0)
-			return sys_fail(ctx, e, ENOSPC, "write");
+			return sys_fail_to(err, dest, e, ENOSPC, "write");
 		p += n;
 		len -= (size_t)n;
 	}
@@ -1088,8 +1252,9 @@ static enum cb_status write_all(struct unpack_ctx *ctx, const struct unpack_entr
 }
 
 /*
- * Reads the entry to its end, so libzip checks its CRC, into fd or into mem
- * (which holds size_bytes + 1). Never accepts more than the declared size.
+ * Reads the entry through libzip to its end, so libzip checks its CRC, into
+ * fd or into mem (which holds size_bytes + 1). Never accepts more than the
+ * declared size. Main thread only: libzip's archive is not thread-safe.
  */
 static enum cb_status read_entry(struct unpack_ctx *ctx, const struct unpack_entry *e, int fd,
 				 char *mem)
@@ -1119,10 +1284,9 @@ static enum cb_status read_entry(struct unpack_ctx *ctx, const struct unpack_ent
 			goto out;
 		}
 		if (fd >= 0) {
-			st = write_all(ctx, e, fd, dst, (size_t)n);
+			st = write_all(ctx->err, dest_shown(ctx), e, fd, dst, (size_t)n);
 			if (st != CB_OK)
 				goto out;
-			ctx->res->unpacked_bytes += (uint64_t)n;
 		}
 		done += (uint64_t)n;
 	}
@@ -1137,142 +1301,840 @@ out:
 	return st;
 }
 
-/* ---- 4. directories and files ---- */
+/* ---- 4. directories, in the main thread ---- */
 
-static void close_dirs_from(struct unpack_ctx *ctx, size_t level)
+static enum cb_status add_dir(struct unpack_ctx *ctx, uint32_t parent, const char *comp,
+			      size_t comp_len, const struct unpack_entry *e, uint32_t *id)
 {
-	while (ctx->depth > level) {
-		close(ctx->dir_fds[ctx->depth]);
-		ctx->depth--;
+	struct unpack_dir *d;
+
+	if (ctx->ndirs == ctx->dirs_cap) {
+		size_t cap = ctx->dirs_cap ? ctx->dirs_cap * 2 : 64;
+		struct unpack_dir *grown;
+
+		if (cap > UINT32_MAX)
+			return refuse_entry(ctx, e, "too many directories");
+		grown = realloc(ctx->dirs, cap * sizeof(*grown));
+		if (grown == NULL)
+			return nomem(ctx);
+		ctx->dirs = grown;
+		ctx->dirs_cap = cap;
 	}
-}
-
-/*
- * Makes dir_fds[depth] the directory name[0..len), creating what is missing,
- * reusing the levels it shares with the last one. Every level is opened
- * with O_NOFOLLOW: a symlink in the way is an error, never followed.
- */
-static enum cb_status enter_dir(struct unpack_ctx *ctx, const struct unpack_entry *e,
-				const char *name, size_t len)
-{
-	size_t level = 0, start = 0;
-
-	while (start < len) {
-		const char *slash = memchr(name + start, '/', len - start);
-		size_t end = slash ? (size_t)(slash - name) : len;
-		size_t clen = end - start;
-		char comp[UNPACK_NAME_MAX + 1];
-		int parent, fd;
-
-		if (level < ctx->depth && ctx->dir_comp_len[level] == clen &&
-		    memcmp(ctx->dir_comp[level], name + start, clen) == 0) {
-			level++;
-			start = end + 1;
-			continue;
-		}
-		close_dirs_from(ctx, level);
-		memcpy(comp, name + start, clen);
-		comp[clen] = '\0';
-		parent = ctx->dir_fds[level];
-		if (mkdirat(parent, comp, 0755) == 0) {
-			ctx->res->dirs++;
-		} else if (errno != EEXIST) {
-			return sys_fail(ctx, e, errno, "create a directory");
-		}
-		fd = openat(parent, comp, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-		if (fd < 0) {
-			int saved = errno;
-
-			if (saved == ELOOP || saved == ENOTDIR) {
-				char shown[UNPACK_SHOWN_NAME_MAX];
-
-				return refuse(ctx, e->raw_name, e->raw_name_len,
-					      "path component \"%s\" is not a directory",
-					      show_name((const unsigned char *)comp, clen, shown,
-							sizeof(shown)));
-			}
-			return sys_fail(ctx, e, saved, "open a directory");
-		}
-		if ((ctx->umask_bits & 0755) != 0 && fchmod(fd, 0755) != 0) {
-			int saved = errno;
-
-			close(fd);
-			return sys_fail(ctx, e, saved, "set a directory's mode");
-		}
-		ctx->depth = level + 1;
-		ctx->dir_fds[ctx->depth] = fd;
-		ctx->dir_comp[level] = name + start;
-		ctx->dir_comp_len[level] = clen;
-		level++;
-		start = end + 1;
-	}
-	close_dirs_from(ctx, level);
+	d = &ctx->dirs[ctx->ndirs];
+	d->parent = parent;
+	d->comp = comp;
+	d->comp_len = comp_len;
+	d->e = e;
+	*id = (uint32_t)ctx->ndirs++;
 	return CB_OK;
 }
 
-static const char *base_name(const struct unpack_entry *e, size_t *parent_len)
+/*
+ * Every directory, named or implied by a deeper name, gets an id, and every
+ * file and symlink the id of its parent (0 is dest_fd). The walk goes in
+ * name order, where every directory's subtree is one run: ids then come
+ * depth-first, a parent's below its children's. Only a directory entry
+ * separated from its subtree by a sibling that sorts between ("a", "a.txt",
+ * "a/x") gets a second id, which costs one mkdirat that finds it there.
+ */
+static enum cb_status plan_dirs(struct unpack_ctx *ctx)
 {
-	const char *slash = strrchr(e->name, '/');
-
-	*parent_len = slash ? (size_t)(slash - e->name) : 0;
-	return slash ? slash + 1 : e->name;
-}
-
-static enum cb_status write_file(struct unpack_ctx *ctx, const struct unpack_entry *e)
-{
-	size_t parent_len;
-	const char *base = base_name(e, &parent_len);
-	int fd = -1;
+	struct unpack_entry *const *v = ctx->by_name; /* sorted by name by check_tree */
+	const char *comp[UNPACK_DEPTH_MAX];
+	size_t comp_len[UNPACK_DEPTH_MAX];
+	uint32_t ids[UNPACK_DEPTH_MAX];
+	size_t depth = 0;
+	uint32_t root = 0;
 	enum cb_status st;
 
-	st = enter_dir(ctx, e, e->name, parent_len);
+	st = add_dir(ctx, 0, "", 0, NULL, &root);
 	if (st != CB_OK)
 		return st;
-	fd = openat(ctx->dir_fds[ctx->depth], base,
-		    O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, e->mode);
-	if (fd < 0)
-		return sys_fail(ctx, e, errno, "create a file");
-	if ((ctx->umask_bits & e->mode) != 0 && fchmod(fd, e->mode) != 0) {
-		st = sys_fail(ctx, e, errno, "set a file's mode");
-		goto out;
+	for (size_t i = 0; i < ctx->count; i++) {
+		struct unpack_entry *e = v[i];
+		const char *slash = strrchr(e->name, '/');
+		size_t len = e->kind == UNPACK_DIR ? e->name_len :
+			     slash != NULL         ? (size_t)(slash - e->name) :
+						     0;
+		size_t level = 0, start = 0;
+
+		while (start < len) {
+			const char *next = memchr(e->name + start, '/', len - start);
+			size_t end = next ? (size_t)(next - e->name) : len;
+			size_t clen = end - start;
+
+			if (level >= depth || comp_len[level] != clen ||
+			    memcmp(comp[level], e->name + start, clen) != 0) {
+				/* A new directory: whatever was deeper on the stack is done. */
+				assert(level < UNPACK_DEPTH_MAX);
+				depth = level + 1;
+				comp[level] = e->name + start;
+				comp_len[level] = clen;
+				st = add_dir(ctx, level ? ids[level - 1] : root, e->name + start,
+					     clen, e, &ids[level]);
+				if (st != CB_OK)
+					return st;
+			}
+			level++;
+			start = end + 1;
+		}
+		depth = level;
+		e->dir_id = level ? ids[level - 1] : root;
 	}
-	st = read_entry(ctx, e, fd, NULL);
-	if (st != CB_OK)
-		goto out;
-	/* Cannot happen when every entry keeps to its declared size: a second line of defence. */
-	if (ctx->opts->max_size_bytes != 0 && ctx->res->unpacked_bytes > ctx->opts->max_size_bytes) {
-		st = refuse(ctx, e->raw_name, e->raw_name_len,
-			    "unpacked bytes pass the cap of %llu bytes",
-			    (unsigned long long)ctx->opts->max_size_bytes);
-		goto out;
+	return CB_OK;
+}
+
+static void close_dir_table(struct unpack_ctx *ctx)
+{
+	if (ctx->dir_fds == NULL)
+		return;
+	for (size_t i = 1; i < ctx->ndirs; i++)
+		if (ctx->dir_fds[i] >= 0)
+			close(ctx->dir_fds[i]);
+	free(ctx->dir_fds);
+	ctx->dir_fds = NULL;
+}
+
+/*
+ * Keeping every directory open needs a descriptor each: raise the soft
+ * limit as far as that needs (put back by restore_fd_limit), or say no.
+ */
+static bool room_for_dir_table(struct unpack_ctx *ctx, size_t workers)
+{
+	struct rlimit rl;
+	rlim_t need = (rlim_t)ctx->ndirs + (rlim_t)workers + UNPACK_FD_RESERVE;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+		return false;
+	if (rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur >= need)
+		return true;
+	if (rl.rlim_max != RLIM_INFINITY && rl.rlim_max < need)
+		return false;
+	ctx->saved_nofile = rl;
+	rl.rlim_cur = need;
+	if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+		return false;
+	ctx->nofile_raised = true;
+	return true;
+}
+
+static void restore_fd_limit(struct unpack_ctx *ctx)
+{
+	if (ctx->nofile_raised)
+		setrlimit(RLIMIT_NOFILE, &ctx->saved_nofile);
+	ctx->nofile_raised = false;
+}
+
+/* Creates one directory under parent (or finds it) and opens it, never through a symlink. */
+static enum cb_status make_one_dir(struct unpack_ctx *ctx, int parent, const struct unpack_dir *d,
+				   int *fd_out)
+{
+	char shown[UNPACK_SHOWN_NAME_MAX];
+	char comp[UNPACK_NAME_MAX + 1];
+	int fd;
+
+	memcpy(comp, d->comp, d->comp_len);
+	comp[d->comp_len] = '\0';
+	if (mkdirat(parent, comp, 0755) == 0)
+		ctx->res->dirs++;
+	else if (errno != EEXIST)
+		return sys_fail(ctx, d->e, errno, "create a directory");
+	fd = openat(parent, comp, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0) {
+		int saved = errno;
+
+		if (saved == ELOOP || saved == ENOTDIR)
+			return refuse(ctx, d->e->raw_name, d->e->raw_name_len,
+				      "path component \"%s\" is not a directory",
+				      show_name((const unsigned char *)comp, d->comp_len, shown,
+						sizeof(shown)));
+		return sys_fail(ctx, d->e, saved, "open a directory");
 	}
-	ctx->res->files++;
-out:
-	if (close(fd) != 0 && st == CB_OK)
-		st = sys_fail(ctx, e, errno, "write");
+	if ((ctx->umask_bits & 0755) != 0 && fchmod(fd, 0755) != 0) {
+		int saved = errno;
+
+		close(fd);
+		return sys_fail(ctx, d->e, saved, "set a directory's mode");
+	}
+	*fd_out = fd;
+	return CB_OK;
+}
+
+/*
+ * Creates every directory in id order, walking down and up a stack of open
+ * parents. With a table, every directory stays open for the workers (and
+ * *out_of_fds says when the table ran out of descriptors after all).
+ */
+static enum cb_status make_dirs(struct unpack_ctx *ctx, bool *out_of_fds)
+{
+	uint32_t stack_id[UNPACK_DEPTH_MAX + 1];
+	int stack_fd[UNPACK_DEPTH_MAX + 1];
+	size_t top = 0;
+	enum cb_status st = CB_OK;
+
+	*out_of_fds = false;
+	stack_id[0] = 0;
+	stack_fd[0] = ctx->opts->dest_fd;
+	for (size_t i = 1; i < ctx->ndirs; i++) {
+		const struct unpack_dir *d = &ctx->dirs[i];
+		int fd = -1;
+
+		/* Ids are depth-first: the parent is on the stack. */
+		while (stack_id[top] != d->parent) {
+			assert(top > 0);
+			if (ctx->dir_fds == NULL)
+				close(stack_fd[top]);
+			top--;
+		}
+		st = make_one_dir(ctx, stack_fd[top], d, &fd);
+		if (st != CB_OK) {
+			*out_of_fds = ctx->dir_fds != NULL && (ctx->err->sys_errno == EMFILE ||
+							       ctx->err->sys_errno == ENFILE);
+			break;
+		}
+		if (ctx->dir_fds != NULL)
+			ctx->dir_fds[i] = fd;
+		assert(top < UNPACK_DEPTH_MAX);
+		top++;
+		stack_id[top] = (uint32_t)i;
+		stack_fd[top] = fd;
+	}
+	if (ctx->dir_fds == NULL)
+		for (; top > 0; top--)
+			close(stack_fd[top]);
 	return st;
 }
 
-static enum cb_status write_symlink(struct unpack_ctx *ctx, const struct unpack_entry *e)
+/* ---- 5. regular files, by worker threads ---- */
+
+/* What the workers share; the ctx is read-only while they run. */
+struct unpack_job {
+	const struct unpack_ctx *ctx;
+	struct unpack_entry *const *bigs; /* streamed, largest first, one at a time */
+	size_t nbigs;
+	atomic_size_t next_big;
+	struct unpack_entry *const *files; /* the others, in name order, in chunks */
+	size_t nfiles;
+	size_t streams, chunks_per_stream; /* see next_chunk */
+	size_t limit_bytes;                /* an entry bigger than this (either size) is streamed */
+	atomic_size_t next;
+	atomic_bool stop; /* the first failure sets it; the others then stop */
+	atomic_uint_least64_t unpacked_bytes;
+};
+
+struct unpack_worker {
+	struct unpack_job *job;
+	struct cb_inflate *inf;
+	unsigned char *in;                 /* limit_bytes: compressed bytes */
+	unsigned char *out;                /* limit_bytes: inflated bytes */
+	struct unpack_dir_cache dir_cache; /* without a table of directory fds */
+	uint64_t files;
+	bool first_failure; /* its err is the one to report */
+	struct cb_error err;
+	pthread_t thread;
+	bool started;
+};
+
+static enum cb_status worker_refuse(struct unpack_worker *w, const struct unpack_entry *e,
+				    const char *rule)
 {
-	size_t parent_len;
-	const char *base = base_name(e, &parent_len);
+	return entry_error_to(&w->err, CB_E_ZIP, 0, e, "%s", rule);
+}
+
+/*
+ * The fd of directory id: from the table, or else opened one level at a
+ * time from dest_fd, never through a symlink, and cached until the next one.
+ */
+static enum cb_status open_dir_id(const struct unpack_ctx *ctx, struct unpack_dir_cache *cache,
+				  struct cb_error *err, const struct unpack_entry *e, uint32_t id,
+				  int *fd_out)
+{
+	uint32_t chain[UNPACK_DEPTH_MAX];
+	size_t n = 0;
+	int fd = ctx->opts->dest_fd;
+
+	if (ctx->dir_fds != NULL || id == 0) {
+		*fd_out = id == 0 ? ctx->opts->dest_fd : ctx->dir_fds[id];
+		return CB_OK;
+	}
+	if (cache->fd >= 0 && cache->id == id) {
+		*fd_out = cache->fd;
+		return CB_OK;
+	}
+	if (cache->fd >= 0)
+		close(cache->fd);
+	cache->fd = -1;
+	for (uint32_t x = id; x != 0; x = ctx->dirs[x].parent) {
+		assert(n < UNPACK_DEPTH_MAX);
+		chain[n++] = x;
+	}
+	while (n-- > 0) {
+		const struct unpack_dir *d = &ctx->dirs[chain[n]];
+		char comp[UNPACK_NAME_MAX + 1];
+		int next;
+
+		memcpy(comp, d->comp, d->comp_len);
+		comp[d->comp_len] = '\0';
+		next = openat(fd, comp, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		if (next < 0) {
+			int saved = errno;
+
+			if (fd != ctx->opts->dest_fd)
+				close(fd);
+			if (saved == ELOOP || saved == ENOTDIR)
+				return entry_error_to(err, CB_E_ZIP, 0, e,
+						      "a path component is not a directory");
+			return sys_fail_to(err, dest_shown(ctx), e, saved, "open a directory");
+		}
+		if (fd != ctx->opts->dest_fd)
+			close(fd);
+		fd = next;
+	}
+	cache->id = id;
+	cache->fd = fd;
+	*fd_out = fd;
+	return CB_OK;
+}
+
+static const char *base_name(const struct unpack_entry *e)
+{
+	const char *slash = strrchr(e->name, '/');
+
+	return slash ? slash + 1 : e->name;
+}
+
+/* Creates the file with its final mode; O_EXCL: nothing there may be overwritten. */
+static enum cb_status create_file(const struct unpack_ctx *ctx, struct unpack_dir_cache *cache,
+				  struct cb_error *err, const struct unpack_entry *e, int *fd_out)
+{
+	int dir_fd, fd;
 	enum cb_status st;
 
-	st = enter_dir(ctx, e, e->name, parent_len);
+	st = open_dir_id(ctx, cache, err, e, e->dir_id, &dir_fd);
 	if (st != CB_OK)
 		return st;
-	if (symlinkat(e->link_target, ctx->dir_fds[ctx->depth], base) != 0)
+	fd = openat(dir_fd, base_name(e), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+		    e->mode);
+	if (fd < 0)
+		return sys_fail_to(err, dest_shown(ctx), e, errno, "create a file");
+	/* Only when the umask took bits away: otherwise open already set the mode. */
+	if ((ctx->umask_bits & e->mode) != 0 && fchmod(fd, e->mode) != 0) {
+		int saved = errno;
+
+		close(fd);
+		return sys_fail_to(err, dest_shown(ctx), e, saved, "set a file's mode");
+	}
+	*fd_out = fd;
+	return CB_OK;
+}
+
+/* Closes a written file, and counts it against the cap (a second line of defence). */
+static enum cb_status finish_file(struct unpack_worker *w, const struct unpack_entry *e, int fd)
+{
+	uint64_t cap = w->job->ctx->opts->max_size_bytes;
+	uint64_t total;
+
+	if (close(fd) != 0)
+		return sys_fail_to(&w->err, dest_shown(w->job->ctx), e, errno, "write");
+	total = atomic_fetch_add_explicit(&w->job->unpacked_bytes, e->size_bytes,
+					  memory_order_relaxed) +
+		e->size_bytes;
+	/* Cannot happen when every entry keeps to its declared size. */
+	if (cap != 0 && total > cap)
+		return entry_error_to(&w->err, CB_E_ZIP, 0, e,
+				      "unpacked bytes pass the cap of %llu bytes",
+				      (unsigned long long)cap);
+	w->files++;
+	return CB_OK;
+}
+
+/* Reads len raw bytes of the entry's data at offset from the start of its data. */
+static enum cb_status read_raw(struct unpack_worker *w, const struct unpack_entry *e,
+			       unsigned char *out, size_t len, uint64_t offset)
+{
+	int zip_fd = w->job->ctx->opts->zip_fd;
+	size_t done = 0;
+
+	while (done < len) {
+		ssize_t n = pread(zip_fd, out + done, len - done,
+				  (off_t)(e->data_offset + offset + done));
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			int saved = errno;
+
+			return entry_error_to(&w->err, CB_E_IO, saved, e,
+					      "cannot read its data from the archive: %s",
+					      strerror(saved));
+		}
+		if (n == 0)
+			return worker_refuse(w, e, "the archive ends inside its data");
+		done += (size_t)n;
+	}
+	return CB_OK;
+}
+
+/* An inflate failure, as the entry's rule. */
+static enum cb_status inflate_fail(struct unpack_worker *w, const struct unpack_entry *e,
+				   const struct cb_error *ierr)
+{
+	return entry_error_to(&w->err, ierr->code, ierr->sys_errno, e, "%s", ierr->message);
+}
+
+/*
+ * An entry that fits the buffers: read in one pread, inflated by libdeflate
+ * and checked before the file exists, then written in one write.
+ */
+static enum cb_status write_whole(struct unpack_worker *w, const struct unpack_entry *e)
+{
+	size_t size = (size_t)e->size_bytes, comp = (size_t)e->comp_size_bytes;
+	const unsigned char *data = w->in;
+	struct cb_error ierr;
+	int fd = -1;
+	enum cb_status st;
+
+	if (e->method == ZIP_CM_STORE && comp != size)
+		return worker_refuse(w, e, "data does not match its declared size");
+	st = read_raw(w, e, w->in, comp, 0);
+	if (st != CB_OK)
+		return st;
+	/* Some writers give an empty file no deflate stream at all: nothing to inflate. */
+	if (e->method == ZIP_CM_DEFLATE && !(comp == 0 && size == 0)) {
+		cb_error_init(&ierr);
+		st = cb_inflate_whole(w->inf, w->in, comp, w->out, size, &ierr);
+		if (st != CB_OK)
+			return inflate_fail(w, e, &ierr);
+		data = w->out;
+	}
+	if (cb_inflate_crc32(0, data, size) != e->crc)
+		return worker_refuse(w, e, "CRC mismatch (the data is corrupt)");
+	st = create_file(w->job->ctx, &w->dir_cache, &w->err, e, &fd);
+	if (st != CB_OK)
+		return st;
+	st = write_all(&w->err, dest_shown(w->job->ctx), e, fd, data, size);
+	if (st != CB_OK) {
+		close(fd);
+		return st;
+	}
+	return finish_file(w, e, fd);
+}
+
+/* Hands inflated (or stored) bytes to the file: never past the declared size. */
+static enum cb_status stream_out(struct unpack_worker *w, const struct unpack_entry *e, int fd,
+				 const unsigned char *p, size_t len, uint64_t *done, uint32_t *crc)
+{
+	if (len > e->size_bytes - *done)
+		return worker_refuse(w, e, "data inflates past its declared size");
+	*crc = cb_inflate_crc32(*crc, p, len);
+	*done += len;
+	return write_all(&w->err, dest_shown(w->job->ctx), e, fd, p, len);
+}
+
+/*
+ * An entry bigger than the buffers: read, inflated by zlib and written a
+ * buffer at a time, its size and CRC checked at the end.
+ */
+static enum cb_status write_streamed(struct unpack_worker *w, const struct unpack_entry *e)
+{
+	/* Stored bytes go straight from the read to the file: read as much as is written. */
+	size_t in_bytes =
+		e->method == ZIP_CM_STORE ? UNPACK_STREAM_OUT_BYTES : UNPACK_STREAM_IN_BYTES;
+	uint64_t read_bytes = 0, written = 0;
+	uint32_t crc = 0;
+	const unsigned char *p = w->in;
+	size_t have = 0;
+	bool done = false;
+	struct cb_error ierr;
+	int fd = -1;
+	enum cb_status st;
+
+	if (e->method == ZIP_CM_STORE && e->comp_size_bytes != e->size_bytes)
+		return worker_refuse(w, e, "data does not match its declared size");
+	cb_error_init(&ierr);
+	if (e->method == ZIP_CM_DEFLATE && cb_inflate_stream_begin(w->inf, &ierr) != CB_OK)
+		return inflate_fail(w, e, &ierr);
+	st = create_file(w->job->ctx, &w->dir_cache, &w->err, e, &fd);
+	if (st != CB_OK)
+		return st;
+	while (!done) {
+		size_t before, produced = 0;
+
+		if (atomic_load_explicit(&w->job->stop, memory_order_relaxed)) {
+			/* Another worker failed first: its error is the one reported. */
+			st = worker_refuse(w, e, "stopped");
+			goto out;
+		}
+		if (have == 0 && read_bytes < e->comp_size_bytes) {
+			uint64_t left = e->comp_size_bytes - read_bytes;
+
+			have = left < in_bytes ? (size_t)left : in_bytes;
+			st = read_raw(w, e, w->in, have, read_bytes);
+			if (st != CB_OK)
+				goto out;
+			read_bytes += have;
+			p = w->in;
+		}
+		if (e->method == ZIP_CM_STORE) {
+			st = stream_out(w, e, fd, p, have, &written, &crc);
+			have = 0;
+			done = read_bytes == e->comp_size_bytes;
+			if (st != CB_OK)
+				goto out;
+			continue;
+		}
+		before = have;
+		st = cb_inflate_stream_step(w->inf, &p, &have, w->out, UNPACK_STREAM_OUT_BYTES,
+					    &produced, &done, &ierr);
+		if (st != CB_OK) {
+			st = inflate_fail(w, e, &ierr);
+			goto out;
+		}
+		st = stream_out(w, e, fd, w->out, produced, &written, &crc);
+		if (st != CB_OK)
+			goto out;
+		if (!done && produced == 0 && have == before &&
+		    (have > 0 || read_bytes == e->comp_size_bytes)) {
+			st = worker_refuse(w, e,
+					   "cannot read its data: the deflate data ends early");
+			goto out;
+		}
+	}
+	if (written != e->size_bytes)
+		st = worker_refuse(w, e, "data shorter than its declared size");
+	else if (crc != e->crc)
+		st = worker_refuse(w, e, "CRC mismatch (the data is corrupt)");
+out:
+	if (st != CB_OK) {
+		close(fd);
+		return st;
+	}
+	return finish_file(w, e, fd);
+}
+
+/*
+ * The next chunk of files, [*first, *end), or false when none is left.
+ * Chunks come in turn from `streams` places far apart in name order, so that
+ * threads seldom create files in the same directory at the same time: they
+ * would queue on its lock.
+ */
+static bool next_chunk(struct unpack_job *job, size_t *first, size_t *end)
+{
+	for (;;) {
+		size_t c = atomic_fetch_add_explicit(&job->next, 1, memory_order_relaxed);
+		size_t k = c / job->streams;
+		size_t chunk = (c % job->streams) * job->chunks_per_stream + k;
+
+		if (k >= job->chunks_per_stream)
+			return false;
+		if (chunk * UNPACK_CHUNK_FILES >= job->nfiles)
+			continue; /* the last stream can be short */
+		*first = chunk * UNPACK_CHUNK_FILES;
+		*end = *first + UNPACK_CHUNK_FILES < job->nfiles ? *first + UNPACK_CHUNK_FILES :
+								   job->nfiles;
+		return true;
+	}
+}
+
+static void *worker_run(void *arg)
+{
+	struct unpack_worker *w = arg;
+	struct unpack_job *job = w->job;
+	size_t i, end;
+
+	/* The longest jobs first, so that they do not start last and finish alone. */
+	while ((i = atomic_fetch_add_explicit(&job->next_big, 1, memory_order_relaxed)) <
+	       job->nbigs) {
+		if (atomic_load_explicit(&job->stop, memory_order_relaxed))
+			return NULL;
+		if (write_streamed(w, job->bigs[i]) != CB_OK) {
+			w->first_failure = !atomic_exchange(&job->stop, true);
+			return NULL;
+		}
+	}
+	while (next_chunk(job, &i, &end)) {
+		for (; i < end; i++) {
+			if (atomic_load_explicit(&job->stop, memory_order_relaxed))
+				return NULL;
+			if (write_whole(w, job->files[i]) != CB_OK) {
+				w->first_failure = !atomic_exchange(&job->stop, true);
+				return NULL;
+			}
+		}
+	}
+	return NULL;
+}
+
+static enum cb_status worker_init(struct unpack_worker *w, struct unpack_job *job)
+{
+	memset(w, 0, sizeof(*w));
+	w->job = job;
+	w->dir_cache.fd = -1;
+	cb_error_init(&w->err);
+	w->inf = cb_inflate_new();
+	/* Untouched pages cost no memory: an entry only ever touches what it needs. */
+	w->in = malloc(job->limit_bytes);
+	w->out = malloc(job->limit_bytes);
+	if (w->inf == NULL || w->in == NULL || w->out == NULL)
+		return CB_E_NOMEM;
+	return CB_OK;
+}
+
+static void worker_clean_up(struct unpack_worker *w)
+{
+	if (w->dir_cache.fd >= 0)
+		close(w->dir_cache.fd);
+	w->dir_cache.fd = -1;
+	cb_inflate_destroy(w->inf);
+	free(w->in);
+	free(w->out);
+	w->inf = NULL;
+	w->in = w->out = NULL;
+}
+
+static size_t worker_count(size_t nfiles)
+{
+	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+	size_t n = cpus < 1 ? 1 : (size_t)cpus;
+
+	if (n > UNPACK_WORKERS_MAX)
+		n = UNPACK_WORKERS_MAX;
+	/* A thread costs more than a handful of small files. */
+	if (n > nfiles / UNPACK_FILES_PER_WORKER_MIN + 1)
+		n = nfiles / UNPACK_FILES_PER_WORKER_MIN + 1;
+	return n;
+}
+
+/* The buffers of all workers together stay within UNPACK_BUFFERS_BYTES. */
+static size_t buffer_limit(size_t workers)
+{
+	size_t limit = UNPACK_BUFFERS_BYTES / (2 * workers);
+
+	if (limit > UNPACK_WHOLE_MAX_BYTES)
+		limit = UNPACK_WHOLE_MAX_BYTES;
+	if (limit < UNPACK_WHOLE_MIN_BYTES)
+		limit = UNPACK_WHOLE_MIN_BYTES;
+	return limit;
+}
+
+/*
+ * Every regular file, stored or deflated, by `workers` threads (the calling
+ * thread is one of them): files[0..nbigs) are streamed, the others held
+ * whole. The first failure stops the others and is the one reported.
+ */
+static enum cb_status write_files(struct unpack_ctx *ctx, struct unpack_entry *const *files,
+				  size_t nbigs, size_t nfiles, size_t workers, size_t limit_bytes)
+{
+	struct unpack_worker w[UNPACK_WORKERS_MAX];
+	struct unpack_job job;
+	size_t ready = 0;
+	enum cb_status st = CB_OK;
+
+	assert(workers >= 1 && workers <= UNPACK_WORKERS_MAX);
+	job.ctx = ctx;
+	job.bigs = files;
+	job.nbigs = nbigs;
+	job.files = files + nbigs;
+	job.nfiles = nfiles - nbigs;
+	job.limit_bytes = limit_bytes;
+	job.streams = workers;
+	job.chunks_per_stream =
+		((job.nfiles + UNPACK_CHUNK_FILES - 1) / UNPACK_CHUNK_FILES + workers - 1) / workers;
+	atomic_init(&job.next_big, 0);
+	atomic_init(&job.next, 0);
+	atomic_init(&job.stop, false);
+	atomic_init(&job.unpacked_bytes, ctx->res->unpacked_bytes);
+	for (; ready < workers; ready++) {
+		st = worker_init(&w[ready], &job);
+		if (st != CB_OK) {
+			ready++;
+			st = nomem(ctx);
+			goto out;
+		}
+	}
+	/* A thread that cannot start leaves its share to the others. */
+	for (size_t i = 1; i < workers; i++)
+		w[i].started = pthread_create(&w[i].thread, NULL, worker_run, &w[i]) == 0;
+	worker_run(&w[0]);
+	for (size_t i = 1; i < workers; i++)
+		if (w[i].started)
+			pthread_join(w[i].thread, NULL);
+	for (size_t i = 0; i < workers; i++) {
+		ctx->res->files += w[i].files;
+		if (w[i].first_failure) {
+			*ctx->err = w[i].err;
+			st = w[i].err.code;
+		}
+	}
+	ctx->res->unpacked_bytes = atomic_load(&job.unpacked_bytes);
+out:
+	for (size_t i = 0; i < ready; i++)
+		worker_clean_up(&w[i]);
+	return st;
+}
+
+/* ---- 6. what the main thread writes itself ---- */
+
+/* A method other than stored or deflate: through libzip, in this thread only. */
+static enum cb_status write_libzip_file(struct unpack_ctx *ctx, struct unpack_dir_cache *cache,
+					const struct unpack_entry *e)
+{
+	int fd = -1;
+	enum cb_status st;
+
+	st = create_file(ctx, cache, ctx->err, e, &fd);
+	if (st != CB_OK)
+		return st;
+	st = read_entry(ctx, e, fd, NULL);
+	if (close(fd) != 0 && st == CB_OK)
+		st = sys_fail(ctx, e, errno, "write");
+	if (st != CB_OK)
+		return st;
+	ctx->res->unpacked_bytes += e->size_bytes;
+	/* Cannot happen when every entry keeps to its declared size: a second line of defence. */
+	if (ctx->opts->max_size_bytes != 0 && ctx->res->unpacked_bytes > ctx->opts->max_size_bytes)
+		return refuse(ctx, e->raw_name, e->raw_name_len,
+			      "unpacked bytes pass the cap of %llu bytes",
+			      (unsigned long long)ctx->opts->max_size_bytes);
+	ctx->res->files++;
+	return CB_OK;
+}
+
+static enum cb_status write_symlink(struct unpack_ctx *ctx, struct unpack_dir_cache *cache,
+				    const struct unpack_entry *e)
+{
+	int dir_fd;
+	enum cb_status st;
+
+	st = open_dir_id(ctx, cache, ctx->err, e, e->dir_id, &dir_fd);
+	if (st != CB_OK)
+		return st;
+	if (symlinkat(e->link_target, dir_fd, base_name(e)) != 0)
 		return sys_fail(ctx, e, errno, "create a symlink");
 	ctx->res->symlinks++;
 	return CB_OK;
 }
 
+static bool is_fast_method(const struct unpack_entry *e)
+{
+	return e->method == ZIP_CM_STORE || e->method == ZIP_CM_DEFLATE;
+}
+
+static bool is_big(const struct unpack_entry *e, size_t limit_bytes)
+{
+	return e->size_bytes > limit_bytes || e->comp_size_bytes > limit_bytes;
+}
+
+static int cmp_size_down(const void *a, const void *b)
+{
+	const struct unpack_entry *x = *(const struct unpack_entry *const *)a;
+	const struct unpack_entry *y = *(const struct unpack_entry *const *)b;
+
+	if (x->size_bytes != y->size_bytes)
+		return x->size_bytes > y->size_bytes ? -1 : 1;
+	return x->index < y->index ? -1 : (x->index > y->index);
+}
+
+/*
+ * The workers' list: entries too big for their buffers first, largest
+ * first, then the others in name order, where a chunk of files shares few
+ * directories.
+ */
+static enum cb_status list_files(struct unpack_ctx *ctx, size_t limit_bytes,
+				 struct unpack_entry ***files_out, size_t *nbigs_out)
+{
+	struct unpack_entry **files;
+	size_t nbigs = 0, nfiles = 0, b = 0, s;
+
+	for (size_t i = 0; i < ctx->count; i++) {
+		const struct unpack_entry *e = ctx->by_name[i];
+
+		if (e->kind == UNPACK_FILE && is_fast_method(e)) {
+			nfiles++;
+			nbigs += is_big(e, limit_bytes);
+		}
+	}
+	files = malloc((nfiles ? nfiles : 1) * sizeof(*files));
+	if (files == NULL)
+		return nomem(ctx);
+	s = nbigs;
+	for (size_t i = 0; i < ctx->count; i++) {
+		struct unpack_entry *e = ctx->by_name[i];
+
+		if (e->kind == UNPACK_FILE && is_fast_method(e)) {
+			if (is_big(e, limit_bytes))
+				files[b++] = e;
+			else
+				files[s++] = e;
+		}
+	}
+	qsort(files, nbigs, sizeof(*files), cmp_size_down);
+	*files_out = files;
+	*nbigs_out = nbigs;
+	return CB_OK;
+}
+
+static enum cb_status extract(struct unpack_ctx *ctx)
+{
+	struct unpack_entry **files = NULL;
+	struct unpack_dir_cache cache = {0, -1};
+	size_t nfiles = 0, nbigs = 0, workers, limit_bytes;
+	bool out_of_fds = false;
+	enum cb_status st;
+
+	st = plan_dirs(ctx);
+	if (st != CB_OK)
+		return st;
+	for (size_t i = 0; i < ctx->count; i++)
+		nfiles += ctx->entries[i].kind == UNPACK_FILE && is_fast_method(&ctx->entries[i]);
+	workers = worker_count(nfiles);
+	limit_bytes = buffer_limit(workers);
+	st = list_files(ctx, limit_bytes, &files, &nbigs);
+	if (st != CB_OK)
+		return st;
+
+	/* Directories first, all of them, so the workers never create one. */
+	if (room_for_dir_table(ctx, workers)) {
+		ctx->dir_fds = malloc(ctx->ndirs * sizeof(*ctx->dir_fds));
+		if (ctx->dir_fds != NULL) {
+			ctx->dir_fds[0] = ctx->opts->dest_fd;
+			for (size_t i = 1; i < ctx->ndirs; i++)
+				ctx->dir_fds[i] = -1;
+		}
+	}
+	st = make_dirs(ctx, &out_of_fds);
+	if (st != CB_OK && out_of_fds) {
+		/* Descriptors are short after all: without the table, from the start. */
+		close_dir_table(ctx);
+		cb_error_init(ctx->err);
+		st = make_dirs(ctx, &out_of_fds);
+	}
+	if (st != CB_OK)
+		goto out;
+
+	/* libzip's archive is not thread-safe: these stay in this thread, before the others. */
+	for (size_t i = 0; i < ctx->count && st == CB_OK; i++)
+		if (ctx->entries[i].kind == UNPACK_FILE && !is_fast_method(&ctx->entries[i]))
+			st = write_libzip_file(ctx, &cache, &ctx->entries[i]);
+	if (st == CB_OK && nfiles > 0)
+		st = write_files(ctx, files, nbigs, nfiles, workers, limit_bytes);
+
+	/* Last, so that no entry is ever written through a symlink. */
+	for (size_t i = 0; i < ctx->count && st == CB_OK; i++)
+		if (ctx->entries[i].kind == UNPACK_SYMLINK)
+			st = write_symlink(ctx, &cache, &ctx->entries[i]);
+out:
+	if (cache.fd >= 0)
+		close(cache.fd);
+	free(files);
+	return st;
+}
+
 /* ---- the whole job ---- */
 
-static enum cb_status judge(struct unpack_ctx *ctx, const struct unpack_cd *cd)
+/* Everything that needs no libzip: while libzip opens the archive in its own thread. */
+static enum cb_status judge_own(struct unpack_ctx *ctx, const struct unpack_cd *cd)
 {
-	char shown[UNPACK_SHOWN_NAME_MAX];
 	char *arena = ctx->names;
 	uint64_t total = 0;
 	enum cb_status st;
@@ -1284,8 +2146,6 @@ static enum cb_status judge(struct unpack_ctx *ctx, const struct unpack_cd *cd)
 		st = check_name(ctx, e, &arena, &dir_name);
 		if (st == CB_OK)
 			st = check_kind(ctx, e, dir_name);
-		if (st == CB_OK)
-			st = check_agrees(ctx, e);
 		if (st != CB_OK)
 			return st;
 		if (e->kind != UNPACK_DIR) {
@@ -1295,43 +2155,33 @@ static enum cb_status judge(struct unpack_ctx *ctx, const struct unpack_cd *cd)
 				total += e->size_bytes;
 		}
 	}
-	/* Both before a single byte is written: a bomb must not fill the disk first. */
+	ctx->total_bytes = total;
+	/* Before a single byte is written: a bomb must not fill the disk first. */
 	if (ctx->opts->max_size_bytes != 0 && total > ctx->opts->max_size_bytes)
 		return cb_error_set(ctx->err, CB_E_ZIP, 0,
 				    "zip: the entries declare %llu bytes unpacked, more than the cap of "
 				    "%llu bytes (--max-size)",
 				    (unsigned long long)total,
 				    (unsigned long long)ctx->opts->max_size_bytes);
-	if (ctx->opts->free_bytes != 0) {
-		/* Each file also wastes about half a block of the file system on average. */
-		uint64_t needed = total + (uint64_t)ctx->count * 2048u;
-		uint64_t free_bytes = ctx->opts->free_bytes;
+	st = check_local_headers(ctx, cd);
+	if (st == CB_OK)
+		st = check_overlaps(ctx);
+	if (st == CB_OK)
+		st = check_tree(ctx);
+	return st;
+}
 
-		if (needed > free_bytes && ctx->opts->make_room != NULL) {
-			st = ctx->opts->make_room(ctx->opts->make_room_ctx, needed, &free_bytes,
-						  ctx->err);
-			if (st != CB_OK)
-				return st;
-		}
-		if (needed > free_bytes)
-			return cb_error_set(ctx->err, CB_E_SPACE, 0,
-					    "zip: unpacking needs %llu bytes but only %llu are free in %s; "
-					    "free space there or, on Lambda, raise the function's "
-					    "ephemeral storage (up to 10240 MB)",
-					    (unsigned long long)needed,
-					    (unsigned long long)free_bytes, dest_shown(ctx));
-	}
+/* What needs libzip: its view of every entry, then every symlink target; then the space. */
+static enum cb_status judge_libzip(struct unpack_ctx *ctx)
+{
+	char shown[UNPACK_SHOWN_NAME_MAX];
+	enum cb_status st;
+
 	for (size_t i = 0; i < ctx->count; i++) {
-		st = check_local_header(ctx, &ctx->entries[i], cd);
+		st = check_agrees(ctx, &ctx->entries[i]);
 		if (st != CB_OK)
 			return st;
 	}
-	st = check_overlaps(ctx);
-	if (st == CB_OK)
-		st = check_tree(ctx);
-	if (st != CB_OK)
-		return st;
-
 	/* Read every target first: resolving one may go through another. */
 	for (size_t i = 0; i < ctx->count; i++) {
 		struct unpack_entry *e = &ctx->entries[i];
@@ -1361,26 +2211,27 @@ static enum cb_status judge(struct unpack_ctx *ctx, const struct unpack_cd *cd)
 		if (st != CB_OK)
 			return st;
 	}
-	return CB_OK;
-}
+	/* Last: making room evicts older bundles, which a zip refused anyway must not cost. */
+	if (ctx->opts->free_bytes != 0) {
+		/* Each file also wastes about half a block of the file system on average. */
+		uint64_t needed = ctx->total_bytes + (uint64_t)ctx->count * 2048u;
+		uint64_t free_bytes = ctx->opts->free_bytes;
 
-static enum cb_status extract(struct unpack_ctx *ctx)
-{
-	enum cb_status st = CB_OK;
-
-	for (size_t i = 0; i < ctx->count && st == CB_OK; i++) {
-		const struct unpack_entry *e = &ctx->entries[i];
-
-		if (e->kind == UNPACK_DIR)
-			st = enter_dir(ctx, e, e->name, e->name_len);
-		else if (e->kind == UNPACK_FILE)
-			st = write_file(ctx, e);
+		if (needed > free_bytes && ctx->opts->make_room != NULL) {
+			st = ctx->opts->make_room(ctx->opts->make_room_ctx, needed, &free_bytes,
+						  ctx->err);
+			if (st != CB_OK)
+				return st;
+		}
+		if (needed > free_bytes)
+			return cb_error_set(ctx->err, CB_E_SPACE, 0,
+					    "zip: unpacking needs %llu bytes but only %llu are free in %s; "
+					    "free space there or, on Lambda, raise the function's "
+					    "ephemeral storage (up to 10240 MB)",
+					    (unsigned long long)needed,
+					    (unsigned long long)free_bytes, dest_shown(ctx));
 	}
-	/* Last, so that no entry is ever written through a symlink. */
-	for (size_t i = 0; i < ctx->count && st == CB_OK; i++)
-		if (ctx->entries[i].kind == UNPACK_SYMLINK)
-			st = write_symlink(ctx, &ctx->entries[i]);
-	return st;
+	return CB_OK;
 }
 
 enum cb_status cb_unpack_zip(const struct cb_unpack_options *opts, struct cb_unpack_result *res,
@@ -1388,6 +2239,7 @@ enum cb_status cb_unpack_zip(const struct cb_unpack_options *opts, struct cb_unp
 {
 	struct unpack_ctx ctx;
 	struct unpack_cd cd;
+	struct libzip_opener opener;
 	enum cb_status st;
 
 	memset(&ctx, 0, sizeof(ctx));
@@ -1396,7 +2248,6 @@ enum cb_status cb_unpack_zip(const struct cb_unpack_options *opts, struct cb_unp
 	ctx.opts = opts;
 	ctx.res = res;
 	ctx.err = err;
-	ctx.dir_fds[0] = opts->dest_fd;
 	ctx.umask_bits = read_umask();
 	ctx.buf = malloc(UNPACK_BUF_BYTES);
 	if (ctx.buf == NULL) {
@@ -1406,8 +2257,6 @@ enum cb_status cb_unpack_zip(const struct cb_unpack_options *opts, struct cb_unp
 	st = scan_end(&ctx, &cd);
 	if (st == CB_OK)
 		st = scan_central(&ctx, &cd);
-	if (st == CB_OK)
-		st = open_libzip(&ctx, &cd);
 	if (st != CB_OK)
 		goto out;
 	ctx.by_name = calloc(ctx.count ? ctx.count : 1, sizeof(*ctx.by_name));
@@ -1415,11 +2264,17 @@ enum cb_status cb_unpack_zip(const struct cb_unpack_options *opts, struct cb_unp
 		st = nomem(&ctx);
 		goto out;
 	}
-	st = judge(&ctx, &cd);
+	libzip_open_start(&ctx, &cd, &opener);
+	st = judge_own(&ctx, &cd);
+	if (libzip_open_finish(&ctx, &opener) != CB_OK)
+		st = opener.st;
+	else if (st == CB_OK)
+		st = judge_libzip(&ctx);
 	if (st == CB_OK)
 		st = extract(&ctx);
 out:
-	close_dirs_from(&ctx, 0);
+	close_dir_table(&ctx);
+	restore_fd_limit(&ctx);
 	if (ctx.za != NULL)
 		zip_discard(ctx.za);
 	if (ctx.entries != NULL)
@@ -1427,6 +2282,7 @@ out:
 			free(ctx.entries[i].link_target);
 	free(ctx.entries);
 	free(ctx.by_name);
+	free(ctx.dirs);
 	free(ctx.names);
 	free(ctx.cd_buf);
 	free(ctx.buf);

@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mount.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/wait.h>
@@ -634,21 +635,20 @@ static int enter_private_mounts(void)
 	return mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL);
 }
 
-static void enospc_is_space(void **state)
+/*
+ * Extracts zip onto a tmpfs of the given size, in a child; returns the
+ * child's cb_status, or 77 when private mounts are not allowed here.
+ */
+static int unpack_on_small_fs(const char *zip, const char *dest, const char *size, char *msg,
+			      size_t msg_size)
 {
-	char src[2048], zip[2048], dest[2048];
 	int pipefd[2];
 	pid_t pid;
 	int status;
-	char msg[CB_ERROR_MESSAGE_MAX + 16] = "";
 	ssize_t got;
+	char opts[64];
 
-	(void)state;
-	fmt_path(src, sizeof(src), "%s/src", test_root);
-	fmt_path(zip, sizeof(zip), "%s/enospc.zip", test_root);
-	fmt_path(dest, sizeof(dest), "%s/small-fs", test_root);
-	make_source(src);
-	assert_int_equal(run_sh("cd '%s' && zip -qry '%s' .", src, zip), 0);
+	fmt_path(opts, sizeof(opts), "size=%s,mode=0755", size);
 	make_dir("%s", dest);
 	assert_int_equal(pipe(pipefd), 0);
 	pid = fork();
@@ -659,27 +659,338 @@ static void enospc_is_space(void **state)
 		enum cb_status st;
 
 		close(pipefd[0]);
-		if (enter_private_mounts() != 0 ||
-		    mount("tmpfs", dest, "tmpfs", 0, "size=64k,mode=0755") != 0)
+		if (enter_private_mounts() != 0 || mount("tmpfs", dest, "tmpfs", 0, opts) != 0)
 			_exit(77);
 		st = unpack(zip, dest, 0, &res, &err);
 		(void)!write(pipefd[1], err.message, strlen(err.message));
 		_exit((int)st);
 	}
 	close(pipefd[1]);
-	got = read(pipefd[0], msg, sizeof(msg) - 1);
+	got = read(pipefd[0], msg, msg_size - 1);
 	msg[got > 0 ? got : 0] = '\0';
 	close(pipefd[0]);
 	assert_int_equal(waitpid(pid, &status, 0), pid);
 	assert_true(WIFEXITED(status));
-	if (WEXITSTATUS(status) == 77) {
+	return WEXITSTATUS(status);
+}
+
+static void enospc_is_space(void **state)
+{
+	char src[2048], zip[2048], dest[2048];
+	char msg[CB_ERROR_MESSAGE_MAX + 16] = "";
+	int st;
+
+	(void)state;
+	fmt_path(src, sizeof(src), "%s/src", test_root);
+	fmt_path(zip, sizeof(zip), "%s/enospc.zip", test_root);
+	fmt_path(dest, sizeof(dest), "%s/small-fs", test_root);
+	make_source(src);
+	assert_int_equal(run_sh("cd '%s' && zip -qry '%s' .", src, zip), 0);
+	st = unpack_on_small_fs(zip, dest, "64k", msg, sizeof(msg));
+	if (st == 77) {
 		print_message("no private mount namespace here: ENOSPC not exercised\n");
 		skip();
 	}
-	if (WEXITSTATUS(status) != CB_E_SPACE)
-		fail_msg("status %d, want CB_E_SPACE: %s", WEXITSTATUS(status), msg);
+	if (st != CB_E_SPACE)
+		fail_msg("status %d, want CB_E_SPACE: %s", st, msg);
 	assert_non_null(strstr(msg, "entry \""));
 	assert_non_null(strstr(msg, "No space left on device"));
+}
+
+/* ---- the parallel extractor: many files, big entries, few descriptors ---- */
+
+/*
+ * A site-packages-like tree: 40 packages of 3 levels, about 2,400 files from
+ * empty to 1.5 MiB, some executable, and symlinks across packages.
+ */
+static const char many_script[] =
+	"import os, random, sys\n"
+	"src = sys.argv[1]\n"
+	"r = random.Random(7)\n"
+	"os.makedirs(src)\n"
+	"for p in range(40):\n"
+	"    for s in range(5):\n"
+	"        d = os.path.join(src, 'pkg%02d' % p, 'sub%d' % s, 'leaf')\n"
+	"        os.makedirs(d)\n"
+	"        for f in range(12):\n"
+	"            n = r.choice([0, 10, 300, 2000, 9000, 40000])\n"
+	"            if f == 0 and s == 0 and p % 10 == 3:\n"
+	"                n = 1536 * 1024\n"
+	"            base = os.path.dirname(d) if f % 2 else d\n"
+	"            path = os.path.join(base, 'mod%02d.py' % f)\n"
+	"            line = b'def f%d(x):\\n    return x * %d\\n' % (f, p)\n"
+	"            data = (line * (n // len(line) + 1))[:n]\n"
+	"            if n > 100000:\n"
+	"                data = bytes(r.getrandbits(8) for _ in range(n // 2)) + data[n // 2:]\n"
+	"            with open(path, 'wb') as fh:\n"
+	"                fh.write(data)\n"
+	"            if f == 5:\n"
+	"                os.chmod(path, 0o755)\n"
+	"    os.symlink('../pkg%02d/sub0/leaf/mod00.py' % ((p + 1) % 40),\n"
+	"               os.path.join(src, 'pkg%02d' % p, 'next.py'))\n";
+
+static void make_many(const char *src, const char *zip)
+{
+	char script[2048];
+	const char *argv[] = {CB_PYTHON, script, src, NULL};
+
+	fmt_path(script, sizeof(script), "%s/many.py", test_root);
+	write_file(script, many_script, sizeof(many_script) - 1, 0644);
+	assert_int_equal(run(argv), 0);
+	assert_int_equal(run_sh("cd '%s' && zip -qry '%s' .", src, zip), 0);
+}
+
+static void many_files_in_parallel(void **state)
+{
+	char src[2048], zip[2048];
+
+	(void)state;
+	fmt_path(src, sizeof(src), "%s/many", test_root);
+	fmt_path(zip, sizeof(zip), "%s/many.zip", test_root);
+	make_many(src, zip);
+	extract_and_compare(zip, src, "out-many");
+}
+
+/*
+ * Few descriptors: no room to keep every directory open (the workers then
+ * open each file's directory one level at a time), room on paper that runs
+ * out while the directories are opened (the extractor starts over without
+ * the table), or a soft limit that must be raised for the table and put
+ * back afterwards. In a child, since a lowered hard limit cannot be raised
+ * again.
+ */
+static void few_descriptors(void **state)
+{
+	char src[2048], zip[2048], dest[2048];
+	static const char *const how[] = {"hard-limit", "fds-run-out", "soft-limit"};
+	static const rlim_t soft[] = {40, 1000, 100}, hard[] = {40, 1000, 1000};
+
+	(void)state;
+	fmt_path(src, sizeof(src), "%s/many", test_root);
+	fmt_path(zip, sizeof(zip), "%s/many.zip", test_root);
+	make_many(src, zip);
+	for (size_t k = 0; k < sizeof(how) / sizeof(how[0]); k++) {
+		int sfd, dfd, status;
+		pid_t pid;
+		struct tree_count count = {0, 0, 0, 0};
+
+		fmt_path(dest, sizeof(dest), "%s/out-%s", test_root, how[k]);
+		make_dir("%s", dest);
+		pid = fork();
+		assert_true(pid >= 0);
+		if (pid == 0) {
+			/* 440 directories, and 40 descriptors, or 1000 with 600 taken, or 100 of 1000. */
+			struct rlimit rl = {soft[k], hard[k]};
+			struct cb_unpack_result res;
+			struct cb_error err;
+
+			if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+				_exit(90);
+			for (int i = 0; k == 1 && i < 600; i++)
+				if (open("/dev/null", O_RDONLY) < 0)
+					_exit(91);
+			if (unpack(zip, dest, 0, &res, &err) != CB_OK) {
+				fprintf(stderr, "%s: %s\n", how[k], err.message);
+				_exit(92);
+			}
+			if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur != soft[k])
+				_exit(93);
+			_exit(0);
+		}
+		assert_int_equal(waitpid(pid, &status, 0), pid);
+		assert_true(WIFEXITED(status));
+		assert_int_equal(WEXITSTATUS(status), 0);
+		sfd = open(src, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		dfd = open(dest, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		assert_true(sfd >= 0 && dfd >= 0);
+		compare_trees(sfd, dfd, ".", &count);
+		close(sfd);
+		close(dfd);
+		assert_int_equal(count.dirs, 40 + 40 * 5 * 2);
+	}
+}
+
+/* One damaged entry among many: every worker stops, and the message names that entry. */
+static void many_files_one_damaged(void **state)
+{
+	char src[2048], zip[2048], dest[2048], picked[2048], want[2200];
+	struct cb_unpack_result res;
+	struct cb_error err;
+	unsigned char *name;
+	size_t len;
+
+	(void)state;
+	fmt_path(src, sizeof(src), "%s/many", test_root);
+	fmt_path(zip, sizeof(zip), "%s/many.zip", test_root);
+	fmt_path(dest, sizeof(dest), "%s/out-damaged", test_root);
+	fmt_path(picked, sizeof(picked), "%s/picked", test_root);
+	make_many(src, zip);
+	/* Flip a byte in the deflated data of a mid-archive entry: its CRC cannot match then. */
+	assert_int_equal(run_sh("'%s' -c \"import sys, zipfile\n"
+				"z = zipfile.ZipFile(sys.argv[1])\n"
+				"l = [i for i in z.infolist() if i.compress_type == 8 and i.compress_size > 1000]\n"
+				"i = l[len(l) // 2]\n"
+				"f = open(sys.argv[1], 'r+b')\n"
+				"f.seek(i.header_offset + 26)\n"
+				"h = f.read(4)\n"
+				"at = i.header_offset + 30 + h[0] + 256 * h[1] + h[2] + 256 * h[3] + 500\n"
+				"f.seek(at)\n"
+				"b = f.read(1)\n"
+				"f.seek(at)\n"
+				"f.write(bytes([b[0] ^ 0x55]))\n"
+				"open(sys.argv[2], 'w').write(i.filename)\n\" '%s' '%s'",
+				CB_PYTHON, zip, picked),
+			 0);
+	name = read_at(AT_FDCWD, picked, &len);
+	name[len] = '\0';
+	fmt_path(want, sizeof(want), "entry \"%s\": ", (char *)name);
+	free(name);
+	make_dir("%s", dest);
+	assert_int_equal(unpack(zip, dest, 0, &res, &err), CB_E_ZIP);
+	if (strstr(err.message, want) == NULL || (strstr(err.message, "CRC mismatch") == NULL &&
+						  strstr(err.message, "deflate data") == NULL &&
+						  strstr(err.message, "declared size") == NULL))
+		fail_msg("unexpected message: %s", err.message);
+}
+
+/* The disk fills while several workers write: not enough space, never a hang or a crash. */
+static void enospc_with_workers(void **state)
+{
+	char src[2048], zip[2048], dest[2048];
+	char msg[CB_ERROR_MESSAGE_MAX + 16] = "";
+	int st;
+
+	(void)state;
+	fmt_path(src, sizeof(src), "%s/many", test_root);
+	fmt_path(zip, sizeof(zip), "%s/many.zip", test_root);
+	fmt_path(dest, sizeof(dest), "%s/small-fs", test_root);
+	make_many(src, zip);
+	/* Room for the directories and about a third of the files. */
+	st = unpack_on_small_fs(zip, dest, "8m", msg, sizeof(msg));
+	if (st == 77) {
+		print_message("no private mount namespace here: ENOSPC not exercised\n");
+		skip();
+	}
+	if (st != CB_E_SPACE)
+		fail_msg("status %d, want CB_E_SPACE: %s", st, msg);
+	assert_non_null(strstr(msg, "entry \""));
+	assert_non_null(strstr(msg, "No space left on device"));
+}
+
+/*
+ * Raw zips around entries bigger than any thread's buffers (streamed
+ * through zlib) and small ones (held whole by libdeflate): good ones, and
+ * every way their data can disagree with the central directory.
+ */
+static const char raw_script[] =
+	"import os, struct, sys, zlib, random\n"
+	"out = sys.argv[1]\n"
+	"def deflate(b):\n"
+	"    c = zlib.compressobj(6, zlib.DEFLATED, -15)\n"
+	"    return c.compress(b) + c.flush()\n"
+	"def build(name, entries):\n"
+	"    data, cd = bytearray(), bytearray()\n"
+	"    for n, comp, method, crc, size, mode in entries:\n"
+	"        off, n = len(data), n.encode()\n"
+	"        data += struct.pack('<IHHHHHIIIHH', 0x04034b50, 20, 0, method, 0, 0x21, crc,\n"
+	"                            len(comp), size, len(n), 0) + n + comp\n"
+	"        cd += struct.pack('<IHHHHHHIIIHHHHHII', 0x02014b50, 0x31e, 20, 0, method, 0, 0x21,\n"
+	"                          crc, len(comp), size, len(n), 0, 0, 0, 0, mode << 16, off) + n\n"
+	"    tail = struct.pack('<IHHHHIIH', 0x06054b50, 0, 0, len(entries), len(entries), len(cd),\n"
+	"                       len(data), 0)\n"
+	"    with open(os.path.join(out, name + '.zip'), 'wb') as f:\n"
+	"        f.write(bytes(data + cd + tail))\n"
+	"def text(n):\n"
+	"    b = b''.join(b'%08d: some text that compresses well\\n' % i for i in range(n // 40 + 1))\n"
+	"    return b[:n]\n"
+	"r = random.Random(3)\n"
+	"MB = 1024 * 1024\n"
+	"big, noise = text(20 * MB), r.randbytes(3 * MB)\n"
+	"mixed = big[:5 * MB] + noise + big[5 * MB:10 * MB]\n"
+	"small = text(5000)\n"
+	"ent = lambda n, d, m=8, crc=None, size=None, comp=None: (\n"
+	"    n, comp if comp is not None else (deflate(d) if m == 8 else d), m,\n"
+	"    zlib.crc32(d) if crc is None else crc, len(d) if size is None else size, 0o100644)\n"
+	"os.makedirs(os.path.join(out, 'src'))\n"
+	"for n, d in (('big.txt', big), ('mixed.bin', mixed), ('stored.bin', mixed),\n"
+	"             ('small.txt', small), ('empty', b'')):\n"
+	"    with open(os.path.join(out, 'src', n), 'wb') as f:\n"
+	"        f.write(d)\n"
+	"build('good', [ent('big.txt', big), ent('mixed.bin', mixed), ent('stored.bin', mixed, 0),\n"
+	"               ent('small.txt', small), ent('empty', b'', comp=b'')])\n"
+	"build('big_crc', [ent('small.txt', small), ent('big.txt', big, crc=zlib.crc32(big) ^ 1)])\n"
+	"build('big_past', [ent('big.txt', big, size=12 * MB, crc=zlib.crc32(big[:12 * MB]))])\n"
+	"build('big_short', [ent('big.txt', big[:12 * MB], size=16 * MB)])\n"
+	"build('big_cut', [ent('big.txt', big, comp=deflate(big)[:50000])])\n"
+	"build('big_garbage', [ent('big.txt', big, comp=noise)])\n"
+	"build('stored_crc', [ent('stored.bin', mixed, 0, crc=zlib.crc32(mixed) ^ 1)])\n"
+	"build('stored_size', [ent('stored.bin', mixed, 0, size=len(mixed) + 1)])\n"
+	"build('small_garbage', [ent('small.txt', small, comp=b'\\xff' * 100)])\n"
+	"build('small_short', [ent('small.txt', small, size=len(small) + 1)])\n"
+	"build('small_past', [ent('small.txt', small, size=len(small) - 1,\n"
+	"                         crc=zlib.crc32(small[:-1]))])\n"
+	"build('small_cut', [ent('small.txt', small, comp=deflate(small)[:40])])\n";
+
+static void big_and_damaged_entries(void **state)
+{
+	static const struct {
+		const char *name;
+		const char *message;
+	} damaged[] = {
+		{"big_crc", "entry \"big.txt\": CRC mismatch"},
+		{"big_past", "entry \"big.txt\": data inflates past its declared size"},
+		{"big_short", "entry \"big.txt\": data shorter than its declared size"},
+		{"big_cut", "entry \"big.txt\": cannot read its data: the deflate data ends early"},
+		{"big_garbage", "entry \"big.txt\": cannot read its data: invalid deflate data"},
+		{"stored_crc", "entry \"stored.bin\": CRC mismatch"},
+		{"stored_size", "entry \"stored.bin\": data does not match its declared size"},
+		{"small_garbage", "entry \"small.txt\": cannot read its data: invalid"},
+		{"small_short", "entry \"small.txt\": data shorter than its declared size"},
+		{"small_past", "entry \"small.txt\": data inflates past its declared size"},
+		{"small_cut", "entry \"small.txt\": cannot read its data: invalid or truncated"},
+	};
+	char dir[2048], script[2048], zip[2048], src[2048], dest[2048];
+	const char *argv[] = {CB_PYTHON, script, dir, NULL};
+	struct cb_unpack_result res;
+	struct cb_error err;
+
+	(void)state;
+	fmt_path(dir, sizeof(dir), "%s/raw", test_root);
+	fmt_path(script, sizeof(script), "%s/raw.py", test_root);
+	make_dir("%s", dir);
+	write_file(script, raw_script, sizeof(raw_script) - 1, 0644);
+	assert_int_equal(run(argv), 0);
+	fmt_path(zip, sizeof(zip), "%s/good.zip", dir);
+	fmt_path(src, sizeof(src), "%s/src", dir);
+	extract_and_compare(zip, src, "out-good");
+	for (size_t i = 0; i < sizeof(damaged) / sizeof(damaged[0]); i++) {
+		fmt_path(zip, sizeof(zip), "%s/%s.zip", dir, damaged[i].name);
+		fmt_path(dest, sizeof(dest), "%s/out-%s", test_root, damaged[i].name);
+		make_dir("%s", dest);
+		if (unpack(zip, dest, 0, &res, &err) != CB_E_ZIP)
+			fail_msg("%s: not refused (%s)", damaged[i].name, err.message);
+		if (strstr(err.message, damaged[i].message) == NULL)
+			fail_msg("%s: message \"%s\" lacks \"%s\"", damaged[i].name, err.message,
+				 damaged[i].message);
+	}
+}
+
+/* Methods other than stored and deflate go through libzip, next to the workers' entries. */
+static void bzip2_entries(void **state)
+{
+	char src[2048], zip[2048];
+
+	(void)state;
+	fmt_path(src, sizeof(src), "%s/src", test_root);
+	fmt_path(zip, sizeof(zip), "%s/bzip2.zip", test_root);
+	make_source(src);
+	/* Half the entries bzip2, the other half deflate, so both paths write in one run. */
+	assert_int_equal(run_sh("cd '%s' && zip -qry -Z bzip2 '%s' bin lib lib-dir && "
+				"zip -qry '%s' data empty python nodejs",
+				src, zip, zip),
+			 0);
+	assert_int_equal(run_sh("unzip -v '%s' | grep -q BZip2", zip), 0);
+	extract_and_compare(zip, src, "out-bzip2");
 }
 
 /* ---- the hostile corpus ---- */
@@ -740,7 +1051,7 @@ static struct hostile_case *load_cases(const char *tsv, size_t *count, char **te
 	text[len] = '\0';
 	while (line != NULL && *line != '\0') {
 		char *nl = strchr(line, '\n');
-		char *f[6];
+		char *f[6] = {NULL, NULL, NULL, NULL, NULL, NULL};
 		size_t nf;
 
 		if (nl != NULL)
@@ -1043,6 +1354,12 @@ int main(void)
 		cmocka_unit_test_setup_teardown(modes_under_strict_umask, setup, teardown),
 		cmocka_unit_test_setup_teardown(enospc_is_space, setup, teardown),
 		cmocka_unit_test_setup_teardown(hostile_corpus, setup, teardown),
+		cmocka_unit_test_setup_teardown(many_files_in_parallel, setup, teardown),
+		cmocka_unit_test_setup_teardown(few_descriptors, setup, teardown),
+		cmocka_unit_test_setup_teardown(many_files_one_damaged, setup, teardown),
+		cmocka_unit_test_setup_teardown(enospc_with_workers, setup, teardown),
+		cmocka_unit_test_setup_teardown(big_and_damaged_entries, setup, teardown),
+		cmocka_unit_test_setup_teardown(bzip2_entries, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
