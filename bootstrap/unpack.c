@@ -32,12 +32,15 @@
  *
  * docs/security.md ("What the extractor enforces, and why") lists the rules.
  */
+#define _GNU_SOURCE /* sched_getaffinity, CPU_COUNT */
+
 #include "unpack.h"
 
 #include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -1329,13 +1332,25 @@ static enum cb_status add_dir(struct unpack_ctx *ctx, uint32_t parent, const cha
 	return CB_OK;
 }
 
+/* Whether any entry lies below the directory entry e. */
+static bool has_children(const struct unpack_ctx *ctx, const struct unpack_entry *e)
+{
+	char key[UNPACK_PATH_MAX + 2];
+	size_t i;
+
+	memcpy(key, e->name, e->name_len);
+	key[e->name_len] = '/';
+	i = lower_bound(ctx, key, e->name_len + 1);
+	return i < ctx->count && strncmp(ctx->by_name[i]->name, key, e->name_len + 1) == 0;
+}
+
 /*
  * Every directory, named or implied by a deeper name, gets an id, and every
  * file and symlink the id of its parent (0 is dest_fd). The walk goes in
- * name order, where every directory's subtree is one run: ids then come
- * depth-first, a parent's below its children's. Only a directory entry
- * separated from its subtree by a sibling that sorts between ("a", "a.txt",
- * "a/x") gets a second id, which costs one mkdirat that finds it there.
+ * name order, where everything below a directory is one run: ids then come
+ * depth-first, a parent's below its children's. A directory entry with
+ * entries below it is left to them, since siblings can sort between the two
+ * ("a", "a.txt", "a/x"): it would be entered twice.
  */
 static enum cb_status plan_dirs(struct unpack_ctx *ctx)
 {
@@ -1358,6 +1373,8 @@ static enum cb_status plan_dirs(struct unpack_ctx *ctx)
 						     0;
 		size_t level = 0, start = 0;
 
+		if (e->kind == UNPACK_DIR && has_children(ctx, e))
+			continue;
 		while (start < len) {
 			const char *next = memchr(e->name + start, '/', len - start);
 			size_t end = next ? (size_t)(next - e->name) : len;
@@ -1892,10 +1909,21 @@ static void worker_clean_up(struct unpack_worker *w)
 	w->in = w->out = NULL;
 }
 
+/* CPUs this process may run on: online, and allowed by its affinity (a container's cpuset). */
+static size_t usable_cpus(void)
+{
+	long online = sysconf(_SC_NPROCESSORS_ONLN);
+	cpu_set_t set;
+
+	if (sched_getaffinity(0, sizeof(set), &set) == 0 && CPU_COUNT(&set) > 0 &&
+	    CPU_COUNT(&set) < online)
+		online = CPU_COUNT(&set);
+	return online < 1 ? 1 : (size_t)online;
+}
+
 static size_t worker_count(size_t nfiles)
 {
-	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-	size_t n = cpus < 1 ? 1 : (size_t)cpus;
+	size_t n = usable_cpus();
 
 	if (n > UNPACK_WORKERS_MAX)
 		n = UNPACK_WORKERS_MAX;
