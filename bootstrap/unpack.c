@@ -39,6 +39,7 @@
 #include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdarg.h>
@@ -2102,24 +2103,73 @@ static enum cb_status list_files(struct unpack_ctx *ctx, size_t limit_bytes,
 	return CB_OK;
 }
 
+/*
+ * libzip's copy of the central directory, a few hundred bytes an entry, is
+ * not needed once libzip has read what it reads: a thread of its own frees
+ * it and gives the pages back while this one goes on, so that it does not
+ * add up with the workers' buffers at the peak.
+ */
+struct libzip_release {
+	zip_t *za;
+	pthread_t thread;
+	bool started;
+};
+
+static void *libzip_release_run(void *arg)
+{
+	struct libzip_release *r = arg;
+
+	zip_discard(r->za);
+	malloc_trim(0);
+	return NULL;
+}
+
+static void libzip_release_start(struct unpack_ctx *ctx, struct libzip_release *r)
+{
+	if (ctx->za == NULL)
+		return;
+	r->za = ctx->za;
+	ctx->za = NULL;
+	r->started = pthread_create(&r->thread, NULL, libzip_release_run, r) == 0;
+	if (!r->started)
+		libzip_release_run(r);
+}
+
+static void libzip_release_finish(struct libzip_release *r)
+{
+	if (r->started)
+		pthread_join(r->thread, NULL);
+	r->started = false;
+}
+
 static enum cb_status extract(struct unpack_ctx *ctx)
 {
 	struct unpack_entry **files = NULL;
 	struct unpack_dir_cache cache = {0, -1};
+	struct libzip_release release = {NULL, 0, false};
 	size_t nfiles = 0, nbigs = 0, workers, limit_bytes;
-	bool out_of_fds = false;
+	bool out_of_fds = false, libzip_files = false;
 	enum cb_status st;
 
 	st = plan_dirs(ctx);
 	if (st != CB_OK)
 		return st;
-	for (size_t i = 0; i < ctx->count; i++)
-		nfiles += ctx->entries[i].kind == UNPACK_FILE && is_fast_method(&ctx->entries[i]);
+	for (size_t i = 0; i < ctx->count; i++) {
+		if (ctx->entries[i].kind != UNPACK_FILE)
+			continue;
+		if (is_fast_method(&ctx->entries[i]))
+			nfiles++;
+		else
+			libzip_files = true;
+	}
 	workers = worker_count(nfiles);
 	limit_bytes = buffer_limit(workers);
 	st = list_files(ctx, limit_bytes, &files, &nbigs);
 	if (st != CB_OK)
 		return st;
+
+	if (!libzip_files)
+		libzip_release_start(ctx, &release);
 
 	/* Directories first, all of them, so the workers never create one. */
 	if (room_for_dir_table(ctx, workers)) {
@@ -2144,6 +2194,7 @@ static enum cb_status extract(struct unpack_ctx *ctx)
 	for (size_t i = 0; i < ctx->count && st == CB_OK; i++)
 		if (ctx->entries[i].kind == UNPACK_FILE && !is_fast_method(&ctx->entries[i]))
 			st = write_libzip_file(ctx, &cache, &ctx->entries[i]);
+	libzip_release_start(ctx, &release);
 	if (st == CB_OK && nfiles > 0)
 		st = write_files(ctx, files, nbigs, nfiles, workers, limit_bytes);
 
@@ -2152,6 +2203,7 @@ static enum cb_status extract(struct unpack_ctx *ctx)
 		if (ctx->entries[i].kind == UNPACK_SYMLINK)
 			st = write_symlink(ctx, &cache, &ctx->entries[i]);
 out:
+	libzip_release_finish(&release);
 	if (cache.fd >= 0)
 		close(cache.fd);
 	free(files);
