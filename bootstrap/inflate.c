@@ -117,3 +117,81 @@ enum cb_status cb_inflate_stream_step(struct cb_inflate *inf, const unsigned cha
 				    zs->msg != NULL ? zs->msg : "zlib error");
 	}
 }
+
+/* ---- compressing, for pack ---- */
+
+#define DEFLATE_OUT_BYTES (256u * 1024u)
+
+struct cb_deflate {
+	z_stream stream;
+	unsigned char out[DEFLATE_OUT_BYTES];
+};
+
+struct cb_deflate *cb_deflate_new(int level)
+{
+	struct cb_deflate *def = calloc(1, sizeof(*def));
+
+	if (def == NULL)
+		return NULL;
+	/* Negative window bits: raw deflate, as zip stores it. */
+	if (deflateInit2(&def->stream, level, Z_DEFLATED, -MAX_WBITS, 8, Z_DEFAULT_STRATEGY) !=
+	    Z_OK) {
+		free(def);
+		return NULL;
+	}
+	return def;
+}
+
+void cb_deflate_destroy(struct cb_deflate *def)
+{
+	if (def == NULL)
+		return;
+	deflateEnd(&def->stream);
+	free(def);
+}
+
+enum cb_status cb_deflate_reset(struct cb_deflate *def, struct cb_error *err)
+{
+	if (deflateReset(&def->stream) != Z_OK)
+		return cb_error_set(err, CB_E_IO, 0, "deflate failed to reset");
+	return CB_OK;
+}
+
+enum cb_status cb_deflate_feed(struct cb_deflate *def, const void *in, size_t in_len, bool finish,
+			       enum cb_status (*emit)(void *ctx, const void *out, size_t len),
+			       void *ctx, struct cb_error *err)
+{
+	z_stream *zs = &def->stream;
+	const unsigned char *p = in;
+
+	/* zlib counts in uInt: hand it at most that much at a time. */
+	do {
+		size_t take = in_len < UINT_MAX ? in_len : UINT_MAX;
+		int flush = finish && take == in_len ? Z_FINISH : Z_NO_FLUSH;
+
+		zs->next_in = p;
+		zs->avail_in = (uInt)take;
+		p += take;
+		in_len -= take;
+		for (;;) {
+			enum cb_status status;
+			size_t produced;
+			int rc;
+
+			zs->next_out = def->out;
+			zs->avail_out = DEFLATE_OUT_BYTES;
+			rc = deflate(zs, flush);
+			if (rc == Z_STREAM_ERROR)
+				return cb_error_set(err, CB_E_IO, 0, "deflate failed");
+			produced = DEFLATE_OUT_BYTES - zs->avail_out;
+			if (produced > 0) {
+				status = emit(ctx, def->out, produced);
+				if (status != CB_OK)
+					return status;
+			}
+			if (flush == Z_FINISH ? rc == Z_STREAM_END : zs->avail_out != 0)
+				break;
+		}
+	} while (in_len > 0);
+	return CB_OK;
+}

@@ -1,7 +1,8 @@
 /*
- * Raw deflate (zip method 8) and CRC-32 for the extractor: libdeflate for an
- * entry held whole in memory, zlib for one streamed in chunks. The only user
- * of libdeflate.h, and the extractor's only user of zlib.h.
+ * Raw deflate (zip method 8) and CRC-32. For the extractor: libdeflate for an
+ * entry held whole in memory, zlib for one streamed in chunks. For `coldboot
+ * pack`: a zlib compressor. The only file that includes libdeflate.h and
+ * zlib.h.
  */
 #ifndef CB_INFLATE_H
 #define CB_INFLATE_H
@@ -43,5 +44,24 @@ enum cb_status cb_inflate_stream_begin(struct cb_inflate *inf, struct cb_error *
 enum cb_status cb_inflate_stream_step(struct cb_inflate *inf, const unsigned char **in,
 				      size_t *in_len, unsigned char *out, size_t out_avail,
 				      size_t *out_len, bool *done, struct cb_error *err);
+
+/* A raw deflate compressor (zlib), for pack; not to be shared between threads. */
+struct cb_deflate;
+
+/* A compressor at level (1-9), or NULL when out of memory. The caller destroys it. */
+struct cb_deflate *cb_deflate_new(int level);
+void cb_deflate_destroy(struct cb_deflate *def);
+
+/* Starts a new stream (a new entry). Errors: CB_E_IO. */
+enum cb_status cb_deflate_reset(struct cb_deflate *def, struct cb_error *err);
+
+/*
+ * Compresses in[0..in_len); with finish, also ends the stream. Every piece of
+ * output produced goes to emit(ctx, ...), which may fail (its status is
+ * returned). Errors: CB_E_IO (zlib failed), or emit's.
+ */
+enum cb_status cb_deflate_feed(struct cb_deflate *def, const void *in, size_t in_len, bool finish,
+			       enum cb_status (*emit)(void *ctx, const void *out, size_t len),
+			       void *ctx, struct cb_error *err);
 
 #endif

@@ -1,6 +1,6 @@
 /*
- * `coldboot pack`: writes a deterministic zip of a folder. The only file that
- * includes zlib.h.
+ * `coldboot pack`: writes a deterministic zip of a folder. Deflate and CRC-32
+ * come from bootstrap/inflate.c (zlib's compressor).
  *
  * The zip format is written here by hand (APPNOTE 6.3): one local header and
  * the data for each entry, then the central directory, then (when needed)
@@ -26,8 +26,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define ZLIB_CONST /* next_in is const */
-#include <zlib.h>
+#include "inflate.h"
 
 #include "verify.h"
 
@@ -104,9 +103,8 @@ struct pack_ctx {
 	size_t out_len;
 	uint64_t flushed_pos; /* bytes already in the file */
 	unsigned char *in_buf;
-	unsigned char *z_buf;
-	z_stream z;
-	int z_ready;
+	struct cb_deflate *deflater;
+	uint64_t deflated_bytes; /* output of the entry being deflated */
 };
 
 static uint64_t out_pos(const struct pack_ctx *ctx)
@@ -619,29 +617,13 @@ static enum cb_status write_local_final(struct pack_ctx *ctx, const struct pack_
 	return status;
 }
 
-static enum cb_status deflate_chunk(struct pack_ctx *ctx, const unsigned char *data, size_t len,
-				    int flush, uint64_t *csize)
+/* cb_deflate_feed's output goes straight to the zip, counted as the entry's size. */
+static enum cb_status emit_deflated(void *ctx_ptr, const void *data, size_t len)
 {
-	ctx->z.next_in = data;
-	ctx->z.avail_in = (uInt)len;
-	for (;;) {
-		int rc;
-		size_t produced;
-		enum cb_status status;
+	struct pack_ctx *ctx = ctx_ptr;
 
-		ctx->z.next_out = ctx->z_buf;
-		ctx->z.avail_out = PACK_BUF_BYTES;
-		rc = deflate(&ctx->z, flush);
-		if (rc == Z_STREAM_ERROR)
-			return cb_error_set(ctx->err, CB_E_IO, 0, "deflate failed");
-		produced = PACK_BUF_BYTES - ctx->z.avail_out;
-		*csize += produced;
-		status = out_write(ctx, ctx->z_buf, produced);
-		if (status != CB_OK)
-			return status;
-		if (flush == Z_FINISH ? rc == Z_STREAM_END : ctx->z.avail_out != 0)
-			return CB_OK;
-	}
+	ctx->deflated_bytes += len;
+	return out_write(ctx, data, len);
 }
 
 /*
@@ -653,14 +635,17 @@ static enum cb_status copy_file(struct pack_ctx *ctx, struct pack_entry *e, int 
 				int *whole_in_buf)
 {
 	uint64_t done = 0;
-	uint64_t csize = 0;
-	uLong crc = crc32(0L, Z_NULL, 0);
+	uint32_t crc = 0;
 	unsigned reads = 0;
 	int grew = 0;
 	enum cb_status status;
 
-	if (deflating && deflateReset(&ctx->z) != Z_OK)
-		return cb_error_set(ctx->err, CB_E_IO, 0, "deflate failed to reset");
+	ctx->deflated_bytes = 0;
+	if (deflating) {
+		status = cb_deflate_reset(ctx->deflater, ctx->err);
+		if (status != CB_OK)
+			return status;
+	}
 	for (;;) {
 		ssize_t n = read(fd, ctx->in_buf, PACK_BUF_BYTES);
 
@@ -676,10 +661,11 @@ static enum cb_status copy_file(struct pack_ctx *ctx, struct pack_entry *e, int 
 			break;
 		}
 		reads++;
-		crc = crc32(crc, ctx->in_buf, (uInt)n);
+		crc = cb_inflate_crc32(crc, ctx->in_buf, (size_t)n);
 		done += (uint64_t)n;
 		if (deflating)
-			status = deflate_chunk(ctx, ctx->in_buf, (size_t)n, Z_NO_FLUSH, &csize);
+			status = cb_deflate_feed(ctx->deflater, ctx->in_buf, (size_t)n, false,
+						 emit_deflated, ctx, ctx->err);
 		else
 			status = out_write(ctx, ctx->in_buf, (size_t)n);
 		if (status != CB_OK)
@@ -691,12 +677,12 @@ static enum cb_status copy_file(struct pack_ctx *ctx, struct pack_entry *e, int 
 				    "nothing writes to the folder",
 				    ctx->req->src_dir, e->name);
 	if (deflating) {
-		status = deflate_chunk(ctx, NULL, 0, Z_FINISH, &csize);
+		status = cb_deflate_feed(ctx->deflater, NULL, 0, true, emit_deflated, ctx, ctx->err);
 		if (status != CB_OK)
 			return status;
 	}
-	e->crc = (uint32_t)crc;
-	e->csize = deflating ? csize : e->size;
+	e->crc = crc;
+	e->csize = deflating ? ctx->deflated_bytes : e->size;
 	*whole_in_buf = reads <= 1;
 	return CB_OK;
 }
@@ -760,8 +746,7 @@ static enum cb_status write_other_entry(struct pack_ctx *ctx, struct pack_entry 
 	e->method = ZIP_METHOD_STORED;
 	e->zip64_sizes = ctx->req->force_zip64;
 	if (e->kind == PACK_SYMLINK) {
-		e->crc = (uint32_t)crc32(crc32(0L, Z_NULL, 0), (const Bytef *)e->target,
-					 (uInt)e->size);
+		e->crc = cb_inflate_crc32(0, e->target, (size_t)e->size);
 		e->csize = e->size;
 		ctx->res->symlinks++;
 	} else {
@@ -953,18 +938,16 @@ enum cb_status cb_pack_run(const struct cb_pack_request *req, struct cb_pack_res
 	}
 	ctx.out_buf = malloc(PACK_BUF_BYTES);
 	ctx.in_buf = malloc(PACK_BUF_BYTES);
-	ctx.z_buf = malloc(PACK_BUF_BYTES);
 	ctx.hop_bufs = malloc((PACK_HOPS_MAX + 1) * sizeof(*ctx.hop_bufs));
-	if (ctx.out_buf == NULL || ctx.in_buf == NULL || ctx.z_buf == NULL || ctx.hop_bufs == NULL) {
+	if (ctx.out_buf == NULL || ctx.in_buf == NULL || ctx.hop_bufs == NULL) {
 		status = cb_error_set(err, CB_E_NOMEM, ENOMEM, "out of memory");
 		goto out;
 	}
-	if (deflateInit2(&ctx.z, PACK_DEFLATE_LEVEL, Z_DEFLATED, -MAX_WBITS, 8,
-			 Z_DEFAULT_STRATEGY) != Z_OK) {
+	ctx.deflater = cb_deflate_new(PACK_DEFLATE_LEVEL);
+	if (ctx.deflater == NULL) {
 		status = cb_error_set(err, CB_E_NOMEM, ENOMEM, "cannot start deflate");
 		goto out;
 	}
-	ctx.z_ready = 1;
 
 	ctx.walk_path[0] = '\0';
 	status = walk_dir(&ctx, ctx.root_fd, 0, 0);
@@ -1005,14 +988,12 @@ out:
 		close(ctx.out_fd);
 	if (ctx.tmp_path[0] != '\0')
 		unlink(ctx.tmp_path);
-	if (ctx.z_ready)
-		deflateEnd(&ctx.z);
+	cb_deflate_destroy(ctx.deflater);
 	if (ctx.root_fd >= 0)
 		close(ctx.root_fd);
 	free_entries(&ctx);
 	free(ctx.out_buf);
 	free(ctx.in_buf);
-	free(ctx.z_buf);
 	free(ctx.hop_bufs);
 	return status;
 }

@@ -1,4 +1,4 @@
-/* `coldboot pack`: a deterministic bundle zip built from a folder. The only user of zlib.h. */
+/* `coldboot pack`: a deterministic bundle zip built from a folder. */
 #ifndef CB_PACK_H
 #define CB_PACK_H
 
