@@ -153,6 +153,7 @@ enum cb_status cb_install_run(const struct cb_install_request *req, struct cb_in
 	unpack_opts.free_bytes = free_bytes_of(req->staging_fd);
 	unpack_opts.make_room = req->make_room;
 	unpack_opts.make_room_ctx = req->make_room_ctx;
+	unpack_opts.consume_zip = 1; /* our unnamed scratch copy */
 	t0 = cb_clock_now_ms();
 	status = cb_unpack_zip(&unpack_opts, &unpack_res, err);
 	res->unpack_ms = cb_clock_now_ms() - t0;

@@ -39,6 +39,7 @@
 #include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/falloc.h>
 #include <malloc.h>
 #include <pthread.h>
 #include <sched.h>
@@ -1538,6 +1539,7 @@ struct unpack_job {
 	atomic_size_t next;
 	atomic_bool stop; /* the first failure sets it; the others then stop */
 	atomic_uint_least64_t unpacked_bytes;
+	struct unpack_punch *punch; /* NULL unless the zip is consumed as it is extracted */
 };
 
 struct unpack_worker {
@@ -1753,6 +1755,149 @@ static enum cb_status stream_out(struct unpack_worker *w, const struct unpack_en
  * An entry bigger than the buffers: read, inflated by zlib and written a
  * buffer at a time, its size and CRC checked at the end.
  */
+/*
+ * Giving the zip's bytes back as they are extracted (opts->consume_zip).
+ * Files are then handed out in offset order, so each stream of chunks walks
+ * one contiguous stretch of the zip: once its chunks up to some point are all
+ * written, everything before that point in the stretch is punched out. The
+ * streamed (big) entries punch their own bytes as they read them, and no
+ * other punch may touch them, since they may still be in flight.
+ */
+struct unpack_punch {
+	pthread_mutex_t lock;
+	int fd;
+	unsigned char *chunk_done;  /* per chunk */
+	size_t *stream_next;        /* per stream: its first chunk not yet written */
+	uint64_t *stream_punched;   /* per stream: where punching resumes */
+	struct unpack_entry **bigs; /* by offset, to keep out of other punches */
+	size_t nbigs;
+};
+
+#define UNPACK_PUNCH_ALIGN 4096u
+#define UNPACK_PUNCH_STEP_BYTES (8u << 20)
+
+/* Punches the whole blocks inside [from, to) of fd. Best effort. */
+static void punch_raw(int fd, uint64_t from, uint64_t to)
+{
+	uint64_t a = (from + UNPACK_PUNCH_ALIGN - 1) / UNPACK_PUNCH_ALIGN * UNPACK_PUNCH_ALIGN;
+	uint64_t b = to / UNPACK_PUNCH_ALIGN * UNPACK_PUNCH_ALIGN;
+
+	/* A file system without hole punching just keeps the bytes. */
+	if (b > a)
+		(void)fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)a,
+				(off_t)(b - a));
+}
+
+/* Punches [from, to) of the zip, minus any big entry; whole blocks only. Best effort. */
+static void punch_range(const struct unpack_punch *punch, uint64_t from, uint64_t to)
+{
+	for (size_t i = 0; i <= punch->nbigs && from < to; i++) {
+		uint64_t end = to, next = to;
+
+		if (i < punch->nbigs) {
+			const struct unpack_entry *big = punch->bigs[i];
+
+			if (big->data_end <= from || big->local_offset >= to)
+				continue;
+			end = big->local_offset > from ? big->local_offset : from;
+			next = big->data_end;
+		}
+		punch_raw(punch->fd, from, end);
+		from = next;
+	}
+}
+
+/* The zip offset where chunk c of the job's files begins. */
+static uint64_t chunk_start(const struct unpack_job *job, size_t c)
+{
+	return job->files[c * UNPACK_CHUNK_FILES]->local_offset;
+}
+
+/* Chunk c (of stream c / chunks_per_stream) is written: punch what its stream has finished. */
+static void punch_chunk_done(struct unpack_job *job, size_t c)
+{
+	struct unpack_punch *punch = job->punch;
+	size_t s = c / job->chunks_per_stream;
+	size_t first = s * job->chunks_per_stream;
+	size_t *next = &punch->stream_next[s];
+	size_t before;
+	uint64_t upto;
+
+	pthread_mutex_lock(&punch->lock);
+	punch->chunk_done[c] = 1;
+	before = *next;
+	while (*next < job->chunks_per_stream && punch->chunk_done[first + *next])
+		(*next)++;
+	if (*next != before) {
+		size_t c_next = first + *next;
+
+		if (*next < job->chunks_per_stream && c_next * UNPACK_CHUNK_FILES < job->nfiles) {
+			upto = chunk_start(job, c_next);
+		} else {
+			size_t last = (first + job->chunks_per_stream) * UNPACK_CHUNK_FILES;
+
+			last = (last < job->nfiles ? last : job->nfiles) - 1;
+			upto = job->files[last]->data_end;
+		}
+		punch_range(punch, punch->stream_punched[s], upto);
+		punch->stream_punched[s] = upto;
+	}
+	pthread_mutex_unlock(&punch->lock);
+}
+
+static int cmp_local_offset(const void *a, const void *b)
+{
+	const struct unpack_entry *x = *(const struct unpack_entry *const *)a;
+	const struct unpack_entry *y = *(const struct unpack_entry *const *)b;
+
+	return (x->local_offset > y->local_offset) - (x->local_offset < y->local_offset);
+}
+
+static void punch_clean_up(struct unpack_punch *punch)
+{
+	pthread_mutex_destroy(&punch->lock);
+	free(punch->chunk_done);
+	free(punch->stream_next);
+	free(punch->stream_punched);
+	free(punch->bigs);
+}
+
+/* Sets up punching for job; false (no punching) when out of memory. */
+static bool punch_init(struct unpack_punch *punch, struct unpack_job *job, int fd)
+{
+	size_t nchunks = job->streams * job->chunks_per_stream;
+
+	memset(punch, 0, sizeof(*punch));
+	punch->fd = fd;
+	punch->nbigs = job->nbigs;
+	punch->chunk_done = calloc(nchunks ? nchunks : 1, 1);
+	punch->stream_next = calloc(job->streams, sizeof(*punch->stream_next));
+	punch->stream_punched = calloc(job->streams, sizeof(*punch->stream_punched));
+	punch->bigs = malloc((job->nbigs ? job->nbigs : 1) * sizeof(*punch->bigs));
+	if (punch->chunk_done == NULL || punch->stream_next == NULL ||
+	    punch->stream_punched == NULL || punch->bigs == NULL ||
+	    pthread_mutex_init(&punch->lock, NULL) != 0) {
+		free(punch->chunk_done);
+		free(punch->stream_next);
+		free(punch->stream_punched);
+		free(punch->bigs);
+		return false;
+	}
+	memcpy(punch->bigs, job->bigs, job->nbigs * sizeof(*punch->bigs));
+	qsort(punch->bigs, punch->nbigs, sizeof(*punch->bigs), cmp_local_offset);
+	for (size_t s = 0; s < job->streams; s++) {
+		size_t c = s * job->chunks_per_stream;
+
+		punch->stream_punched[s] =
+			c * UNPACK_CHUNK_FILES < job->nfiles ? chunk_start(job, c) : 0;
+	}
+	/* Chunks past the end (the last stream can be short) count as written. */
+	for (size_t c = 0; c < nchunks; c++)
+		if (c * UNPACK_CHUNK_FILES >= job->nfiles)
+			punch->chunk_done[c] = 1;
+	return true;
+}
+
 static enum cb_status write_streamed(struct unpack_worker *w, const struct unpack_entry *e)
 {
 	/* Stored bytes go straight from the read to the file: read as much as is written. */
@@ -1766,6 +1911,8 @@ static enum cb_status write_streamed(struct unpack_worker *w, const struct unpac
 	struct cb_error ierr;
 	int fd = -1;
 	enum cb_status st;
+	/* With a consumed zip: the bytes before this offset are given back. */
+	uint64_t punched = e->local_offset;
 
 	if (e->method == ZIP_CM_STORE && e->comp_size_bytes != e->size_bytes)
 		return worker_refuse(w, e, "data does not match its declared size");
@@ -1785,6 +1932,12 @@ static enum cb_status write_streamed(struct unpack_worker *w, const struct unpac
 		}
 		if (have == 0 && read_bytes < e->comp_size_bytes) {
 			uint64_t left = e->comp_size_bytes - read_bytes;
+
+			if (w->job->punch != NULL &&
+			    e->data_offset + read_bytes - punched >= UNPACK_PUNCH_STEP_BYTES) {
+				punch_raw(w->job->punch->fd, punched, e->data_offset + read_bytes);
+				punched = e->data_offset + read_bytes;
+			}
 
 			have = left < in_bytes ? (size_t)left : in_bytes;
 			st = read_raw(w, e, w->in, have, read_bytes);
@@ -1822,6 +1975,8 @@ static enum cb_status write_streamed(struct unpack_worker *w, const struct unpac
 		st = worker_refuse(w, e, "data shorter than its declared size");
 	else if (crc != e->crc)
 		st = worker_refuse(w, e, "CRC mismatch (the data is corrupt)");
+	else if (w->job->punch != NULL)
+		punch_raw(w->job->punch->fd, punched, e->data_end);
 out:
 	if (st != CB_OK) {
 		close(fd);
@@ -1871,6 +2026,8 @@ static void *worker_run(void *arg)
 		}
 	}
 	while (next_chunk(job, &i, &end)) {
+		size_t chunk = i / UNPACK_CHUNK_FILES;
+
 		for (; i < end; i++) {
 			if (atomic_load_explicit(&job->stop, memory_order_relaxed))
 				return NULL;
@@ -1879,6 +2036,8 @@ static void *worker_run(void *arg)
 				return NULL;
 			}
 		}
+		if (job->punch != NULL)
+			punch_chunk_done(job, chunk);
 	}
 	return NULL;
 }
@@ -1956,6 +2115,7 @@ static enum cb_status write_files(struct unpack_ctx *ctx, struct unpack_entry *c
 {
 	struct unpack_worker w[UNPACK_WORKERS_MAX];
 	struct unpack_job job;
+	struct unpack_punch punch;
 	size_t ready = 0;
 	enum cb_status st = CB_OK;
 
@@ -1973,6 +2133,9 @@ static enum cb_status write_files(struct unpack_ctx *ctx, struct unpack_entry *c
 	atomic_init(&job.next, 0);
 	atomic_init(&job.stop, false);
 	atomic_init(&job.unpacked_bytes, ctx->res->unpacked_bytes);
+	job.punch = NULL;
+	if (ctx->opts->consume_zip && punch_init(&punch, &job, ctx->opts->zip_fd))
+		job.punch = &punch;
 	for (; ready < workers; ready++) {
 		st = worker_init(&w[ready], &job);
 		if (st != CB_OK) {
@@ -1999,6 +2162,8 @@ static enum cb_status write_files(struct unpack_ctx *ctx, struct unpack_entry *c
 out:
 	for (size_t i = 0; i < ready; i++)
 		worker_clean_up(&w[i]);
+	if (job.punch != NULL)
+		punch_clean_up(job.punch);
 	return st;
 }
 
@@ -2098,6 +2263,9 @@ static enum cb_status list_files(struct unpack_ctx *ctx, size_t limit_bytes,
 		}
 	}
 	qsort(files, nbigs, sizeof(*files), cmp_size_down);
+	/* Consuming the zip wants each stream of chunks to walk one stretch of it. */
+	if (ctx->opts->consume_zip)
+		qsort(files + nbigs, nfiles - nbigs, sizeof(*files), cmp_local_offset);
 	*files_out = files;
 	*nbigs_out = nbigs;
 	return CB_OK;

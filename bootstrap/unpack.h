@@ -20,6 +20,13 @@ struct cb_unpack_options {
 	enum cb_status (*make_room)(void *ctx, uint64_t needed_bytes, uint64_t *free_bytes,
 				    struct cb_error *err);
 	void *make_room_ctx;
+	/*
+	 * Non-zero: zip_fd is a scratch copy that may be consumed. Its bytes are
+	 * given back to the file system (punched out) as soon as they are
+	 * extracted, so the cache never holds the whole zip and the whole tree
+	 * at once. Never set it for a zip the caller still needs.
+	 */
+	int consume_zip;
 };
 
 struct cb_unpack_result {

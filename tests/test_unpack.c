@@ -10,6 +10,8 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/falloc.h>
+#include <stdbool.h>
 #include <sched.h>
 #include <setjmp.h>
 #include <spawn.h>
@@ -752,6 +754,80 @@ static void many_files_in_parallel(void **state)
 }
 
 /*
+ * consume_zip: a scratch copy of the zip is given back to the file system as
+ * it is extracted (small files in chunks, a big entry as it streams), and the
+ * tree is still exact. A zip that is not ours (every other test) is untouched.
+ */
+static void consumed_zip_is_given_back(void **state)
+{
+	char src[2048], zip[2048], copy[2048], dest[2048], big[2048];
+	struct cb_unpack_options opts;
+	struct cb_unpack_result res;
+	struct cb_error err;
+	struct tree_count count = {0, 0, 0, 0};
+	struct stat before, after, original;
+	unsigned char *data;
+	size_t big_bytes = 24u << 20;
+	int sfd, dfd, probe;
+	bool can_punch;
+
+	(void)state;
+	fmt_path(src, sizeof(src), "%s/consume", test_root);
+	fmt_path(zip, sizeof(zip), "%s/consume.zip", test_root);
+	fmt_path(copy, sizeof(copy), "%s/consume-copy.zip", test_root);
+	fmt_path(dest, sizeof(dest), "%s/out-consume", test_root);
+	make_many(src, zip);
+	/* Plus one entry bigger than any worker's buffer, which is streamed. */
+	data = malloc(big_bytes);
+	assert_non_null(data);
+	for (size_t i = 0; i < big_bytes; i++)
+		data[i] = (unsigned char)((i * 2654435761u) >> 13);
+	fmt_path(big, sizeof(big), "%s/big.bin", src);
+	write_file(big, data, big_bytes, 0644);
+	free(data);
+	assert_int_equal(run_sh("cd '%s' && zip -qry '%s' big.bin && cp '%s' '%s'", src, zip, zip,
+				copy),
+			 0);
+	assert_int_equal(stat(zip, &original), 0);
+	assert_int_equal(stat(copy, &before), 0);
+
+	memset(&opts, 0, sizeof(opts));
+	opts.zip_fd = open(copy, O_RDWR | O_CLOEXEC);
+	assert_true(opts.zip_fd >= 0);
+	probe = fallocate(opts.zip_fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0, 0);
+	can_punch = !(probe != 0 && errno == EOPNOTSUPP);
+	make_dir("%s", dest);
+	opts.dest_fd = open(dest, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	assert_true(opts.dest_fd >= 0);
+	opts.dest_path = dest;
+	opts.consume_zip = 1;
+	cb_error_init(&err);
+	if (cb_unpack_zip(&opts, &res, &err) != CB_OK)
+		fail_msg("%s: %s", copy, err.message);
+	assert_int_equal(fstat(opts.zip_fd, &after), 0);
+	close(opts.zip_fd);
+	close(opts.dest_fd);
+
+	sfd = open(src, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	dfd = open(dest, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	assert_true(sfd >= 0 && dfd >= 0);
+	compare_trees(sfd, dfd, ".", &count);
+	close(sfd);
+	close(dfd);
+	assert_int_equal(res.files, count.files);
+	/* The size stays (KEEP_SIZE); the blocks go. Only the edges and the directory stay. */
+	assert_int_equal(after.st_size, before.st_size);
+	if (can_punch)
+		assert_true((uint64_t)after.st_blocks * 512 < (uint64_t)before.st_size / 5);
+	{
+		struct stat again;
+
+		assert_int_equal(stat(zip, &again), 0);
+		assert_int_equal(again.st_blocks, original.st_blocks);
+	}
+}
+
+/*
  * Few descriptors: no room to keep every directory open (the workers then
  * open each file's directory one level at a time), room on paper that runs
  * out while the directories are opened (the extractor starts over without
@@ -1355,6 +1431,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(enospc_is_space, setup, teardown),
 		cmocka_unit_test_setup_teardown(hostile_corpus, setup, teardown),
 		cmocka_unit_test_setup_teardown(many_files_in_parallel, setup, teardown),
+		cmocka_unit_test_setup_teardown(consumed_zip_is_given_back, setup, teardown),
 		cmocka_unit_test_setup_teardown(few_descriptors, setup, teardown),
 		cmocka_unit_test_setup_teardown(many_files_one_damaged, setup, teardown),
 		cmocka_unit_test_setup_teardown(enospc_with_workers, setup, teardown),
