@@ -589,17 +589,28 @@ class Bench:
             for key in ("cb_file", "unzip_local"):
                 d = fresh("callgrind-" + key)
                 argv, env, _ = getattr(self, "c_" + key)("small", d)
-                cg = os.path.join(d, "callgrind.out")
                 t0 = time.monotonic()
-                r = subprocess.run(["valgrind", "--tool=callgrind", "--callgrind-out-file=" + cg]
+                # A cold start is two processes (coldboot, then coldboot-cold): follow
+                # children, one profile each, and count every instruction of both.
+                r = subprocess.run(["valgrind", "--tool=callgrind", "--trace-children=yes",
+                                    "--callgrind-out-file=" + os.path.join(d, "callgrind.out.%p")]
                                    + argv, env=env, capture_output=True, text=True,
                                    timeout=RUN_TIMEOUT_S * 2)
                 if r.returncode != 0:
                     out["callgrind_" + key] = {"error": r.stderr[-300:]}
                     continue
-                ann = subprocess.run(["callgrind_annotate", "--threshold=99", cg],
-                                     capture_output=True, text=True, timeout=RUN_TIMEOUT_S)
-                out["callgrind_" + key] = parse_callgrind(ann.stdout)
+                parts = []
+                for name in sorted(os.listdir(d)):
+                    if name.startswith("callgrind.out."):
+                        ann = subprocess.run(["callgrind_annotate", "--threshold=99",
+                                              os.path.join(d, name)], capture_output=True,
+                                             text=True, timeout=RUN_TIMEOUT_S)
+                        parts.append(parse_callgrind(ann.stdout))
+                # The busiest process's functions, everyone's instructions.
+                main_part = max(parts, key=lambda x: x.get("total_ir", 0))
+                main_part["total_ir"] = sum(x.get("total_ir", 0) for x in parts)
+                main_part["processes"] = len(parts)
+                out["callgrind_" + key] = main_part
                 out["callgrind_" + key]["seconds"] = time.monotonic() - t0
                 log("callgrind %s: %s Ir" % (key, format(out["callgrind_" + key].get("total_ir", 0),
                                                          ",")))
