@@ -366,6 +366,20 @@ def strace_available():
     return proc.returncode == 0
 
 
+def stop_process(proc, timeout_s=10.0):
+    """Stops a server started with Popen: SIGTERM, then SIGKILL after timeout_s; closes its pipes."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=timeout_s)
+    for pipe in (proc.stdout, proc.stderr):
+        if pipe is not None:
+            pipe.close()
+
+
 # ---- the loopback static HTTP server ----
 
 
@@ -420,16 +434,7 @@ class StaticServer:
     def stop(self, timeout_s=10.0):
         if self.proc is None:
             return
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=timeout_s)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=timeout_s)
-        for pipe in (self.proc.stdout, self.proc.stderr):
-            if pipe is not None:
-                pipe.close()
+        stop_process(self.proc, timeout_s)
         self.proc = None
 
     def __enter__(self):

@@ -7,7 +7,6 @@ within its --timeout.
 """
 import os
 import select
-import signal
 import subprocess
 import sys
 import time
@@ -56,14 +55,7 @@ class FaultServer:
     def stop(self):
         if self.proc is None:
             return
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
-        self.proc.stdout.close()
+        cbtest.stop_process(self.proc)
         self.proc = None
 
 

@@ -8,7 +8,6 @@ did not write.
 """
 import os
 import select
-import signal
 import subprocess
 import sys
 import time
@@ -62,14 +61,7 @@ class S3Server:
     def stop(self):
         if self.proc is None:
             return
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
-        self.proc.stdout.close()
+        cbtest.stop_process(self.proc)
         self.proc = None
 
 
