@@ -281,10 +281,10 @@ static int link_escapes(struct pack_ctx *ctx, const char *name, const char *targ
 		const char *s;
 		size_t len;
 		size_t pos;
-	} todo[PACK_HOPS_MAX + 1];
+	} work[PACK_HOPS_MAX + 1];
 	char path[PACK_PATH_MAX + 1];
 	size_t comp_end[PACK_PATH_MAX / 2 + 1];
-	size_t depth = 0, path_len = 0, ntodo = 1, hops = 0;
+	size_t depth = 0, path_len = 0, nwork = 1, hops = 0;
 	const char *slash = strrchr(name, '/');
 
 	if (target[0] == '/')
@@ -296,18 +296,18 @@ static int link_escapes(struct pack_ctx *ctx, const char *name, const char *targ
 			if (k == path_len || path[k] == '/')
 				comp_end[depth++] = k;
 	}
-	todo[0].s = target;
-	todo[0].len = strlen(target);
-	todo[0].pos = 0;
-	while (ntodo > 0) {
-		struct pending *t = &todo[ntodo - 1];
+	work[0].s = target;
+	work[0].len = strlen(target);
+	work[0].pos = 0;
+	while (nwork > 0) {
+		struct pending *t = &work[nwork - 1];
 		const char *c;
 		size_t clen;
 		int last = 1;
 		struct stat st;
 
 		if (t->pos > t->len) {
-			ntodo--;
+			nwork--;
 			continue;
 		}
 		c = t->s + t->pos;
@@ -327,8 +327,8 @@ static int link_escapes(struct pack_ctx *ctx, const char *name, const char *targ
 		if (path_len + 1 + clen > PACK_PATH_MAX ||
 		    depth >= sizeof(comp_end) / sizeof(comp_end[0]))
 			return 2;
-		for (size_t k = ntodo; k-- > 0;)
-			if (todo[k].pos <= todo[k].len) {
+		for (size_t k = nwork; k-- > 0;)
+			if (work[k].pos <= work[k].len) {
 				last = 0;
 				break;
 			}
@@ -351,10 +351,10 @@ static int link_escapes(struct pack_ctx *ctx, const char *name, const char *targ
 				ctx->hop_bufs[hops][n] = '\0';
 				if (ctx->hop_bufs[hops][0] == '/')
 					return 1;
-				todo[ntodo].s = ctx->hop_bufs[hops];
-				todo[ntodo].len = (size_t)n;
-				todo[ntodo].pos = 0;
-				ntodo++;
+				work[nwork].s = ctx->hop_bufs[hops];
+				work[nwork].len = (size_t)n;
+				work[nwork].pos = 0;
+				nwork++;
 				continue;
 			}
 			if (!S_ISDIR(st.st_mode))
