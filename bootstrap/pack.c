@@ -558,12 +558,12 @@ static uint32_t external_attributes(const struct pack_entry *e)
 	return (ZIP_UNIX_IFREG | (e->exec ? 0755u : 0644u)) << 16;
 }
 
-/* The local header (fixed part and zip64 extra) for e as it stands; returns its length. */
-static size_t local_header(const struct pack_entry *e, unsigned char *h)
+/*
+ * The fields the local and the central header share, in the same order:
+ * version needed, flags, method, time, date, CRC, sizes, name length.
+ */
+static unsigned char *put_entry_fields(unsigned char *p, const struct pack_entry *e)
 {
-	unsigned char *p = h;
-
-	p = put32(p, ZIP_LFH_SIG);
 	p = put16(p, version_needed(e, e->zip64_any));
 	p = put16(p, name_is_ascii(e) ? 0u : ZIP_FLAG_UTF8);
 	p = put16(p, e->method);
@@ -572,7 +572,16 @@ static size_t local_header(const struct pack_entry *e, unsigned char *h)
 	p = put32(p, e->crc);
 	p = put32(p, e->zip64_sizes ? ZIP_U32_MAX : (uint32_t)e->csize);
 	p = put32(p, e->zip64_sizes ? ZIP_U32_MAX : (uint32_t)e->size);
-	p = put16(p, (unsigned)e->name_len);
+	return put16(p, (unsigned)e->name_len);
+}
+
+/* The local header (fixed part and zip64 extra) for e as it stands; returns its length. */
+static size_t local_header(const struct pack_entry *e, unsigned char *h)
+{
+	unsigned char *p = h;
+
+	p = put32(p, ZIP_LFH_SIG);
+	p = put_entry_fields(p, e);
 	p = put16(p, e->zip64_sizes ? 20u : 0u);
 	return (size_t)(p - h); /* the name, then the zip64 extra when there is one, follow */
 }
@@ -780,15 +789,7 @@ static enum cb_status write_central(struct pack_ctx *ctx, const struct pack_entr
 
 	p = put32(p, ZIP_CDH_SIG);
 	p = put16(p, ZIP_MADE_BY);
-	p = put16(p, version_needed(e, e->zip64_any));
-	p = put16(p, name_is_ascii(e) ? 0u : ZIP_FLAG_UTF8);
-	p = put16(p, e->method);
-	p = put16(p, ZIP_DOS_TIME_MIDNIGHT);
-	p = put16(p, ZIP_DOS_DATE_1980);
-	p = put32(p, e->crc);
-	p = put32(p, e->zip64_sizes ? ZIP_U32_MAX : (uint32_t)e->csize);
-	p = put32(p, e->zip64_sizes ? ZIP_U32_MAX : (uint32_t)e->size);
-	p = put16(p, (unsigned)e->name_len);
+	p = put_entry_fields(p, e);
 	p = put16(p, (unsigned)extra_len);
 	p = put16(p, 0); /* comment */
 	p = put16(p, 0); /* disk */
