@@ -10,7 +10,6 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include "fetch.h"
@@ -77,15 +76,6 @@ static int open_unnamed(int dir_fd)
 	return fd;
 }
 
-static uint64_t free_bytes_of(int fd)
-{
-	struct statvfs vfs;
-
-	if (fstatvfs(fd, &vfs) != 0)
-		return 0;
-	return (uint64_t)vfs.f_bavail * (uint64_t)vfs.f_frsize;
-}
-
 enum cb_status cb_install_run(const struct cb_install_request *req, struct cb_install_result *res,
 			      struct cb_error *err)
 {
@@ -150,7 +140,7 @@ enum cb_status cb_install_run(const struct cb_install_request *req, struct cb_in
 	unpack_opts.dest_fd = req->staging_fd;
 	unpack_opts.dest_path = req->staging_path;
 	unpack_opts.max_size_bytes = req->max_size_bytes;
-	unpack_opts.free_bytes = free_bytes_of(req->staging_fd);
+	unpack_opts.free_bytes = cb_cache_free_bytes(req->staging_fd);
 	unpack_opts.make_room = req->make_room;
 	unpack_opts.make_room_ctx = req->make_room_ctx;
 	unpack_opts.consume_zip = 1; /* our unnamed scratch copy */

@@ -179,8 +179,8 @@ void cb_cache_current(struct cb_cache *cache, char *out, size_t out_size);
 enum cb_status cb_cache_evict(struct cb_cache *cache, const struct cb_checksum *keep,
 			      uint64_t needed_bytes, uint64_t *free_bytes, struct cb_error *err);
 
-/* Free bytes on the cache's file system (statvfs), or 0 when unknown. */
-uint64_t cb_cache_free_bytes(struct cb_cache *cache);
+/* Free bytes on the file system that holds fd (statvfs), or 0 when unknown. */
+uint64_t cb_cache_free_bytes(int fd);
 
 /* Removes a directory tree below dir_fd without following symlinks. */
 enum cb_status cb_rmtree_at(int dir_fd, const char *name, struct cb_error *err);

@@ -19,11 +19,11 @@ struct scan {
 	size_t count;
 };
 
-uint64_t cb_cache_free_bytes(struct cb_cache *cache)
+uint64_t cb_cache_free_bytes(int fd)
 {
 	struct statvfs vfs;
 
-	if (fstatvfs(cache->root_fd, &vfs) != 0)
+	if (fstatvfs(fd, &vfs) != 0)
 		return 0;
 	return (uint64_t)vfs.f_bavail * (uint64_t)vfs.f_frsize;
 }
@@ -62,7 +62,7 @@ enum cb_status cb_cache_evict(struct cb_cache *cache, const struct cb_checksum *
 	struct scan *scan;
 	enum cb_status status;
 
-	*free_bytes = cb_cache_free_bytes(cache);
+	*free_bytes = cb_cache_free_bytes(cache->root_fd);
 	if (*free_bytes >= needed_bytes)
 		return CB_OK;
 	scan = calloc(1, sizeof(*scan));
@@ -87,7 +87,7 @@ enum cb_status cb_cache_evict(struct cb_cache *cache, const struct cb_checksum *
 		status = cb_cache_discard(cache, &victim, err);
 		if (status != CB_OK)
 			goto out;
-		*free_bytes = cb_cache_free_bytes(cache);
+		*free_bytes = cb_cache_free_bytes(cache->root_fd);
 	}
 out:
 	free(scan);
