@@ -1,7 +1,9 @@
 /*
  * Raw deflate and CRC-32 for the extractor. libdeflate inflates a whole
  * entry about 2.6 times faster than zlib here but cannot stream, so entries
- * too big for a thread's buffer go through zlib in chunks instead.
+ * too big for a thread's buffer go through ISA-L's igzip in chunks instead
+ * (0.15 s for a 110 MB binary where zlib takes 0.31 s). zlib stays for
+ * compressing, in pack.
  */
 #include "inflate.h"
 
@@ -9,14 +11,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <isa-l/igzip_lib.h>
 #include <libdeflate.h>
 #define ZLIB_CONST /* next_in is const: no cast away from our const input */
 #include <zlib.h>
 
 struct cb_inflate {
 	struct libdeflate_decompressor *whole;
-	z_stream stream;
-	bool stream_ready; /* inflateInit2 done: inflateEnd owed */
+	struct inflate_state *stream; /* 85 KiB: only for a thread that streams */
 };
 
 struct cb_inflate *cb_inflate_new(void)
@@ -37,8 +39,7 @@ void cb_inflate_destroy(struct cb_inflate *inf)
 {
 	if (inf == NULL)
 		return;
-	if (inf->stream_ready)
-		inflateEnd(&inf->stream);
+	free(inf->stream);
 	libdeflate_free_decompressor(inf->whole);
 	free(inf);
 }
@@ -68,20 +69,14 @@ enum cb_status cb_inflate_whole(struct cb_inflate *inf, const void *in, size_t i
 
 enum cb_status cb_inflate_stream_begin(struct cb_inflate *inf, struct cb_error *err)
 {
-	int rc;
-
-	if (inf->stream_ready) {
-		rc = inflateReset(&inf->stream);
-	} else {
-		memset(&inf->stream, 0, sizeof(inf->stream));
-		/* Negative window bits: raw deflate, no zlib header or trailer. */
-		rc = inflateInit2(&inf->stream, -MAX_WBITS);
-		inf->stream_ready = rc == Z_OK;
+	if (inf->stream == NULL) {
+		inf->stream = malloc(sizeof(*inf->stream));
+		if (inf->stream == NULL)
+			return cb_error_set(err, CB_E_NOMEM, 0, "unpack: out of memory");
 	}
-	if (rc == Z_MEM_ERROR)
-		return cb_error_set(err, CB_E_NOMEM, 0, "unpack: out of memory");
-	if (rc != Z_OK)
-		return cb_error_set(err, CB_E_ZIP, 0, "cannot start inflating: zlib error %d", rc);
+	/* Raw deflate (crc_flag ISAL_DEFLATE): no gzip or zlib wrapper. */
+	isal_inflate_init(inf->stream);
+	inf->stream->crc_flag = ISAL_DEFLATE;
 	return CB_OK;
 }
 
@@ -89,33 +84,29 @@ enum cb_status cb_inflate_stream_step(struct cb_inflate *inf, const unsigned cha
 				      size_t *in_len, unsigned char *out, size_t out_avail,
 				      size_t *out_len, bool *done, struct cb_error *err)
 {
-	z_stream *zs = &inf->stream;
-	/* zlib counts in uInt: hand it at most that much at a time. */
-	uInt in_now = *in_len > UINT_MAX ? UINT_MAX : (uInt)*in_len;
-	uInt out_now = out_avail > UINT_MAX ? UINT_MAX : (uInt)out_avail;
+	struct inflate_state *st = inf->stream;
+	/* ISA-L counts in uint32_t: hand it at most that much at a time. */
+	uint32_t in_now = *in_len > UINT32_MAX ? UINT32_MAX : (uint32_t)*in_len;
+	uint32_t out_now = out_avail > UINT32_MAX ? UINT32_MAX : (uint32_t)out_avail;
 	int rc;
 
-	zs->next_in = (z_const Bytef *)*in;
-	zs->avail_in = in_now;
-	zs->next_out = out;
-	zs->avail_out = out_now;
-	rc = inflate(zs, Z_NO_FLUSH);
-	*in += in_now - zs->avail_in;
-	*in_len -= in_now - zs->avail_in;
-	*out_len = out_now - zs->avail_out;
-	*done = rc == Z_STREAM_END;
-	switch (rc) {
-	case Z_OK:
-	case Z_STREAM_END:
-	case Z_BUF_ERROR: /* no progress possible: it needs more input (or room) */
+	st->next_in = (uint8_t *)(uintptr_t)*in; /* only read, whatever its type says */
+	st->avail_in = in_now;
+	st->next_out = out;
+	st->avail_out = out_now;
+	rc = isal_inflate(st);
+	*in += in_now - st->avail_in;
+	*in_len -= in_now - st->avail_in;
+	*out_len = out_now - st->avail_out;
+	*done = st->block_state == ISAL_BLOCK_FINISH;
+	/* OK, or it stopped at the end of the input or of the room: call again. */
+	if (rc >= 0)
 		return CB_OK;
-	case Z_MEM_ERROR:
-		return cb_error_set(err, CB_E_NOMEM, 0, "unpack: out of memory");
-	default:
-		return cb_error_set(err, CB_E_ZIP, 0,
-				    "cannot read its data: invalid deflate data (%s)",
-				    zs->msg != NULL ? zs->msg : "zlib error");
-	}
+	return cb_error_set(err, CB_E_ZIP, 0, "cannot read its data: invalid deflate data (%s)",
+			    rc == ISAL_INVALID_BLOCK    ? "invalid block" :
+			    rc == ISAL_INVALID_SYMBOL   ? "invalid symbol" :
+			    rc == ISAL_INVALID_LOOKBACK ? "invalid distance" :
+							  "igzip error");
 }
 
 /* ---- compressing, for pack ---- */

@@ -1,8 +1,8 @@
 /*
  * Raw deflate (zip method 8) and CRC-32. For the extractor: libdeflate for an
- * entry held whole in memory, zlib for one streamed in chunks. For `coldboot
- * pack`: a zlib compressor. The only file that includes libdeflate.h and
- * zlib.h.
+ * entry held whole in memory, ISA-L's igzip for one streamed in chunks. For
+ * `coldboot pack`: a zlib compressor. The only file that includes
+ * libdeflate.h, isa-l/igzip_lib.h and zlib.h.
  */
 #ifndef CB_INFLATE_H
 #define CB_INFLATE_H

@@ -7,7 +7,7 @@ set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
 packages=(build-essential cmake pkg-config libcurl4-openssl-dev libzip-dev libxxhash-dev
-	libcmocka-dev libdeflate-dev zip unzip xxhash python3 awscli strace nodejs npm)
+	libcmocka-dev libdeflate-dev libisal-dev zip unzip xxhash python3 awscli strace nodejs npm)
 
 # Packages whose tool may come from elsewhere: nodesource's nodejs bundles npm and conflicts
 # with Debian's npm package, so a node and npm already on PATH are left alone.

@@ -79,7 +79,7 @@ if ((cross)); then
 		[[ $(id -u) -eq 0 ]] && dpkg --add-architecture arm64 || sudo -n dpkg --add-architecture arm64
 	fi
 	for pkg in gcc-aarch64-linux-gnu libcurl4-openssl-dev:arm64 libzip-dev:arm64 libxxhash-dev:arm64 \
-		zlib1g-dev:arm64 libdeflate-dev:arm64; do
+		zlib1g-dev:arm64 libdeflate-dev:arm64 libisal-dev:arm64; do
 		installed "$pkg" || missing+=("$pkg")
 	done
 	((check)) && { installed qemu-user-static || missing+=(qemu-user-static); }
