@@ -13,7 +13,7 @@
 #include "../cache/cache.h"
 #include "pack.h"
 
-#define CB_COLD_ABI_VERSION 2u
+#define CB_COLD_ABI_VERSION 3u
 #define CB_COLD_EXE_NAME "coldboot-cold"
 
 struct cb_install_request {
@@ -31,6 +31,7 @@ struct cb_install_request {
 	enum cb_status (*make_room)(void *ctx, uint64_t needed_bytes, uint64_t *free_bytes,
 				    struct cb_error *err);
 	void *make_room_ctx;
+	uint64_t memory_budget_bytes; /* what the helper may keep resident; 0: no budget */
 };
 
 struct cb_install_result {
@@ -97,7 +98,7 @@ enum cb_status cb_cold_load(const struct cb_cold_ops **ops, struct cb_error *err
  *   coldboot-cold CB_COLD_PROTOCOL RESULT_FD COMMAND ...
  * and then, per command:
  *   install REQUEST_FD STAGING_FD STAGING_PATH CHECKSUM MAX_SIZE_BYTES DEADLINE_MS LOG_LEVEL ROOT
- *           (the URL is everything on REQUEST_FD up to EOF; ROOT is "" without make_room)
+ *           MEMORY_BUDGET_BYTES (the URL is everything on REQUEST_FD up to EOF; ROOT is "" without make_room)
  *   hash    LOG_LEVEL ALGO PATH
  *   pack    LOG_LEVEL FORCE_ZIP64 SRC_DIR OUT_PATH
  * Numbers are decimal; DEADLINE_MS is cb_clock_now_ms()'s CLOCK_MONOTONIC,
@@ -105,12 +106,12 @@ enum cb_status cb_cold_load(const struct cb_cold_ops **ops, struct cb_error *err
  * exits 0; it exits 2 without a record when the command line is not one it
  * understands (another build's coldboot).
  */
-#define CB_COLD_PROTOCOL "coldboot-cold-2"
+#define CB_COLD_PROTOCOL "coldboot-cold-3"
 #define CB_COLD_VALUES_MAX 8u
 #define CB_COLD_RECORD_MAX 2048u
 
 /*
- * One result: "coldboot-cold-2 STATUS ERRNO COUNT V1 .. VCOUNT CHECKSUM\n"
+ * One result: "coldboot-cold-3 STATUS ERRNO COUNT V1 .. VCOUNT CHECKSUM\n"
  * followed by the error message (no NUL; empty on success). CHECKSUM is "-"
  * when there is none. values hold, in order, install: download_bytes,
  * unpacked_bytes, files, attempts, fetch_ms, verify_ms, unpack_ms; pack:

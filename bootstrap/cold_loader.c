@@ -372,6 +372,7 @@ static enum cb_status proxy_install(const struct cb_install_request *req,
 	char staging_fd[16];
 	char checksum[CB_CHECKSUM_TEXT_MAX];
 	char max_size[24];
+	char budget[24];
 	char deadline[24];
 	char level[8];
 	char root[PATH_MAX] = "";
@@ -385,6 +386,7 @@ static enum cb_status proxy_install(const struct cb_install_request *req,
 	snprintf(staging_fd, sizeof(staging_fd), "%d", req->staging_fd);
 	cb_checksum_format(req->checksum, checksum, sizeof(checksum));
 	snprintf(max_size, sizeof(max_size), "%" PRIu64, req->max_size_bytes);
+	snprintf(budget, sizeof(budget), "%" PRIu64, req->memory_budget_bytes);
 	snprintf(deadline, sizeof(deadline), "%" PRId64, req->deadline_ms);
 	snprintf(level, sizeof(level), "%d", (int)req->log_level);
 
@@ -399,7 +401,8 @@ static enum cb_status proxy_install(const struct cb_install_request *req,
 	sp.argv[9] = deadline;
 	sp.argv[10] = level;
 	sp.argv[11] = root;
-	sp.argv[12] = NULL;
+	sp.argv[12] = budget;
+	sp.argv[13] = NULL;
 	sp.pass_fds[0] = req->staging_fd;
 	sp.pass_fds[1] = -1;
 	sp.request = req->url;

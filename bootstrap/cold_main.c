@@ -157,7 +157,10 @@ static enum cb_status make_room(void *ctx_ptr, uint64_t needed_bytes, uint64_t *
 	return cb_cache_evict(ctx->cache, ctx->keep, needed_bytes, free_bytes, err);
 }
 
-/* install REQUEST_FD STAGING_FD STAGING_PATH CHECKSUM MAX_SIZE_BYTES DEADLINE_MS LOG_LEVEL ROOT */
+/*
+ * install REQUEST_FD STAGING_FD STAGING_PATH CHECKSUM MAX_SIZE_BYTES DEADLINE_MS LOG_LEVEL ROOT
+ *         MEMORY_BUDGET_BYTES
+ */
 static int run_install(char **args, struct cb_cold_record *rec)
 {
 	struct cb_install_request req;
@@ -177,7 +180,8 @@ static int run_install(char **args, struct cb_cold_record *rec)
 	if (parse_fd(args[0], &request_fd) != 0 || parse_fd(args[1], &req.staging_fd) != 0 ||
 	    cb_checksum_parse(args[3], &checksum, &err) != CB_OK ||
 	    parse_u64(args[4], &req.max_size_bytes) != 0 ||
-	    parse_i64(args[5], &req.deadline_ms) != 0 || parse_level(args[6], &req.log_level) != 0)
+	    parse_i64(args[5], &req.deadline_ms) != 0 || parse_level(args[6], &req.log_level) != 0 ||
+	    parse_u64(args[8], &req.memory_budget_bytes) != 0)
 		return usage("bad install arguments");
 	cb_log_set_level(req.log_level);
 	req.staging_path = args[2];
@@ -273,7 +277,7 @@ int main(int argc, char **argv)
 		int arg_count;
 		int (*run)(char **args, struct cb_cold_record *rec);
 	} commands[] = {
-		{"install", 8, run_install},
+		{"install", 9, run_install},
 		{"hash", 3, run_hash},
 		{"pack", 4, run_pack},
 	};

@@ -77,6 +77,18 @@ static void set_stats(struct cb_config *cfg, const char *value)
 			cfg->stats_file = NULL;
 }
 
+uint64_t cb_config_default_memory_budget(const char *lambda_mb)
+{
+	uint64_t mb = 0;
+
+	/* Lambda gives whole megabytes (128 to 10240); anything else is ignored. */
+	if (lambda_mb == NULL || lambda_mb[0] < '0' || lambda_mb[0] > '9' ||
+	    cb_config_parse_bytes(lambda_mb, &mb) != 0 || mb == 0 || mb > (1ull << 30))
+		return CB_DEFAULT_MEMORY_BUDGET;
+	mb = (mb << 20) / 4;
+	return mb < CB_MIN_MEMORY_BUDGET ? CB_MIN_MEMORY_BUDGET : mb;
+}
+
 static enum cb_status apply_option(struct cb_config *cfg, const char *name, const char *value,
 				   const char *origin, struct cb_error *err)
 {
@@ -102,6 +114,17 @@ static enum cb_status apply_option(struct cb_config *cfg, const char *name, cons
 			return cb_error_set(err, CB_E_CONFIG, 0,
 					    "%s \"%s\" is not a size in bytes (e.g. 500000000, 512M, 2G)",
 					    origin, value);
+	} else if (strcmp(name, "memory-budget") == 0) {
+		if (cb_config_parse_bytes(value, &cfg->memory_budget_bytes) != 0)
+			return cb_error_set(err, CB_E_CONFIG, 0,
+					    "%s \"%s\" is not a size in bytes (e.g. 64M, 1G)",
+					    origin, value);
+		if (cfg->memory_budget_bytes < CB_MIN_MEMORY_BUDGET)
+			return cb_error_set(err, CB_E_CONFIG, 0,
+					    "%s \"%s\" is too small: the cold path needs at least "
+					    "%lluM",
+					    origin, value,
+					    (unsigned long long)(CB_MIN_MEMORY_BUDGET >> 20));
 	} else if (strcmp(name, "log") == 0) {
 		if (cb_log_parse_level(value, &cfg->log_level) != 0)
 			return cb_error_set(err, CB_E_CONFIG, 0,
@@ -117,10 +140,15 @@ static enum cb_status read_environment(struct cb_config *cfg, struct cb_error *e
 		const char *env;
 		const char *name;
 	} vars[] = {
-		{"COLDBOOT_URL", "url"},           {"COLDBOOT_CHECKSUM", "checksum"},
-		{"COLDBOOT_DIR", "dir"},           {"COLDBOOT_STATS", "stats"},
-		{"COLDBOOT_TIMEOUT", "timeout"},   {"COLDBOOT_LOCK_TIMEOUT", "lock-timeout"},
-		{"COLDBOOT_MAX_SIZE", "max-size"}, {"COLDBOOT_LOG", "log"},
+		{"COLDBOOT_URL", "url"},
+		{"COLDBOOT_CHECKSUM", "checksum"},
+		{"COLDBOOT_DIR", "dir"},
+		{"COLDBOOT_STATS", "stats"},
+		{"COLDBOOT_TIMEOUT", "timeout"},
+		{"COLDBOOT_LOCK_TIMEOUT", "lock-timeout"},
+		{"COLDBOOT_MAX_SIZE", "max-size"},
+		{"COLDBOOT_LOG", "log"},
+		{"COLDBOOT_MEMORY_BUDGET", "memory-budget"},
 	};
 
 	for (size_t i = 0; i < sizeof(vars) / sizeof(vars[0]); i++) {
@@ -186,8 +214,9 @@ static enum cb_command lambda_mode(int argc, char **argv, const char *exec)
 /* Options that take a value, as --name VALUE or --name=VALUE. */
 static int takes_value(const char *name)
 {
-	static const char *const names[] = {"url",      "checksum", "dir",         "timeout",
-					    "max-size", "log",      "lock-timeout"};
+	static const char *const names[] = {"url",          "checksum",     "dir",
+					    "timeout",      "max-size",     "log",
+					    "lock-timeout", "memory-budget"};
 
 	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
 		if (strcmp(name, names[i]) == 0)
@@ -206,6 +235,8 @@ enum cb_status cb_config_parse(int argc, char **argv, struct cb_config *cfg, str
 	cfg->timeout_ms = CB_DEFAULT_TIMEOUT_MS;
 	cfg->lock_timeout_ms = -1;
 	cfg->log_level = CB_LOG_INFO;
+	cfg->memory_budget_bytes =
+		cb_config_default_memory_budget(getenv("AWS_LAMBDA_FUNCTION_MEMORY_SIZE"));
 	cfg->argc = argc;
 	cfg->argv = argv;
 	cfg->exec = getenv("COLDBOOT_EXEC");

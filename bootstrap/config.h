@@ -31,7 +31,8 @@ struct cb_config {
 	const char *stats_file; /* NULL: EMF lines on stdout */
 	int64_t timeout_ms;
 	int64_t lock_timeout_ms;
-	uint64_t max_size_bytes; /* 0: the free space */
+	uint64_t max_size_bytes;      /* 0: the free space */
+	uint64_t memory_budget_bytes; /* what the cold path may keep resident */
 	enum cb_log_level log_level;
 	const char *exec; /* COLDBOOT_EXEC: what the custom runtime mode runs, or NULL */
 	char **args;      /* run: the command and its arguments; hash/stats/pack: operands */
@@ -41,6 +42,15 @@ struct cb_config {
 };
 
 #define CB_DEFAULT_TIMEOUT_MS (300 * 1000)
+#define CB_DEFAULT_MEMORY_BUDGET (64ull << 20)
+#define CB_MIN_MEMORY_BUDGET (16ull << 20) /* the helper's libraries alone take ~11 MiB */
+
+/*
+ * The default --memory-budget: a quarter of the function's memory when
+ * lambda_mb (AWS_LAMBDA_FUNCTION_MEMORY_SIZE, in MB) is a number, else
+ * CB_DEFAULT_MEMORY_BUDGET; never below CB_MIN_MEMORY_BUDGET.
+ */
+uint64_t cb_config_default_memory_budget(const char *lambda_mb);
 
 /*
  * Parses argv and the environment into cfg. Borrowed strings point into argv

@@ -43,6 +43,7 @@ static enum cb_status install_and_publish(struct cb_cache *cache, const struct c
 	req.staging_fd = staging_fd;
 	req.staging_path = staging_path;
 	req.max_size_bytes = cfg->max_size_bytes;
+	req.memory_budget_bytes = cfg->memory_budget_bytes;
 	req.deadline_ms = deadline_ms;
 	req.log_level = cfg->log_level;
 	req.make_room = make_room;

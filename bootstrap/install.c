@@ -140,6 +140,7 @@ enum cb_status cb_install_run(const struct cb_install_request *req, struct cb_in
 	unpack_opts.dest_fd = req->staging_fd;
 	unpack_opts.dest_path = req->staging_path;
 	unpack_opts.max_size_bytes = req->max_size_bytes;
+	unpack_opts.memory_budget_bytes = req->memory_budget_bytes;
 	unpack_opts.free_bytes = cb_cache_free_bytes(req->staging_fd);
 	unpack_opts.make_room = req->make_room;
 	unpack_opts.make_room_ctx = req->make_room_ctx;

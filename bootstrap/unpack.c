@@ -69,11 +69,22 @@
 #define UNPACK_WORKERS_MAX 8u
 #define UNPACK_FILES_PER_WORKER_MIN 16u
 #define UNPACK_CHUNK_FILES 16u                      /* files a worker takes at a time */
-#define UNPACK_BUFFERS_BYTES (32u * 1024u * 1024u)  /* every worker's two buffers together */
+#define UNPACK_BUFFERS_BYTES (32u * 1024u * 1024u)  /* every worker's two buffers, at most */
 #define UNPACK_WHOLE_MAX_BYTES (8u * 1024u * 1024u) /* an entry held whole, at most */
 #define UNPACK_WHOLE_MIN_BYTES (1024u * 1024u)      /* at least the streaming chunks */
 #define UNPACK_STREAM_IN_BYTES (256u * 1024u)       /* a streamed entry: read at a time */
 #define UNPACK_STREAM_OUT_BYTES (1024u * 1024u)     /* a streamed entry: written at a time */
+/*
+ * The memory budget's accounts, measured on this build (massif, RSS): the
+ * helper's libraries and their state before the extractor allocates
+ * anything; what each entry of the central directory costs us and libzip
+ * (our table ~150 bytes, libzip's view ~270, while both are held), plus two
+ * copies of the directory's bytes (ours, and the names); and what else the
+ * extraction touches (thread stacks, inflate states, allocator slack).
+ */
+#define UNPACK_BASE_BYTES (12u * 1024u * 1024u)
+#define UNPACK_ENTRY_BYTES 448u
+#define UNPACK_SLACK_BYTES (1u * 1024u * 1024u)
 #define UNPACK_FD_RESERVE 64u /* descriptors left to others besides the directory table */
 _Static_assert(UNPACK_STREAM_IN_BYTES <= UNPACK_WHOLE_MIN_BYTES &&
 		       UNPACK_STREAM_OUT_BYTES <= UNPACK_WHOLE_MIN_BYTES,
@@ -169,6 +180,7 @@ struct unpack_ctx {
 	int *dir_fds; /* by id, every directory kept open; NULL without room for it */
 	struct rlimit saved_nofile;
 	bool nofile_raised;
+	size_t buffers_bytes; /* what every worker's buffers together may take */
 };
 
 /* ---- small helpers ---- */
@@ -2081,22 +2093,27 @@ static size_t usable_cpus(void)
 	return online < 1 ? 1 : (size_t)online;
 }
 
-static size_t worker_count(size_t nfiles)
+static size_t worker_count(const struct unpack_ctx *ctx, size_t nfiles)
 {
 	size_t n = usable_cpus();
 
 	if (n > UNPACK_WORKERS_MAX)
 		n = UNPACK_WORKERS_MAX;
+	/* Each one's two buffers hold at least the streaming chunks. */
+	if (n > ctx->buffers_bytes / (2 * UNPACK_WHOLE_MIN_BYTES))
+		n = ctx->buffers_bytes / (2 * UNPACK_WHOLE_MIN_BYTES);
+	if (n < 1)
+		n = 1;
 	/* A thread costs more than a handful of small files. */
 	if (n > nfiles / UNPACK_FILES_PER_WORKER_MIN + 1)
 		n = nfiles / UNPACK_FILES_PER_WORKER_MIN + 1;
 	return n;
 }
 
-/* The buffers of all workers together stay within UNPACK_BUFFERS_BYTES. */
-static size_t buffer_limit(size_t workers)
+/* The buffers of all workers together stay within ctx->buffers_bytes. */
+static size_t buffer_limit(const struct unpack_ctx *ctx, size_t workers)
 {
-	size_t limit = UNPACK_BUFFERS_BYTES / (2 * workers);
+	size_t limit = ctx->buffers_bytes / (2 * workers);
 
 	if (limit > UNPACK_WHOLE_MAX_BYTES)
 		limit = UNPACK_WHOLE_MAX_BYTES;
@@ -2330,8 +2347,10 @@ static enum cb_status extract(struct unpack_ctx *ctx)
 		else
 			libzip_files = true;
 	}
-	workers = worker_count(nfiles);
-	limit_bytes = buffer_limit(workers);
+	workers = worker_count(ctx, nfiles);
+	limit_bytes = buffer_limit(ctx, workers);
+	cb_log(CB_LOG_DEBUG, "unpack: %zu workers, %zu KiB buffers each", workers,
+	       2 * limit_bytes / 1024);
 	st = list_files(ctx, limit_bytes, &files, &nbigs);
 	if (st != CB_OK)
 		return st;
@@ -2379,6 +2398,37 @@ out:
 }
 
 /* ---- the whole job ---- */
+
+/*
+ * Fits the extraction into the memory budget: the workers get what the
+ * helper, the metadata and the slack leave, up to UNPACK_BUFFERS_BYTES. An
+ * archive whose metadata alone does not fit is refused before libzip reads
+ * it, with the budget that would do.
+ */
+static enum cb_status plan_memory(struct unpack_ctx *ctx, const struct unpack_cd *cd)
+{
+	uint64_t budget = ctx->opts->memory_budget_bytes;
+	uint64_t fixed, need;
+
+	ctx->buffers_bytes = UNPACK_BUFFERS_BYTES;
+	if (budget == 0)
+		return CB_OK;
+	fixed = UNPACK_BASE_BYTES + UNPACK_SLACK_BYTES + cd->entries * UNPACK_ENTRY_BYTES +
+		2 * cd->cd_size_bytes;
+	need = fixed + 2 * UNPACK_WHOLE_MIN_BYTES; /* one worker, at least */
+	if (need > budget)
+		return cb_error_set(ctx->err, CB_E_ZIP, 0,
+				    "zip: checking its %llu entries needs about %llu MiB of memory, "
+				    "more than the memory budget of %llu MiB; raise "
+				    "--memory-budget (COLDBOOT_MEMORY_BUDGET) to %lluM or more",
+				    (unsigned long long)cd->entries,
+				    (unsigned long long)((need + (1u << 20) - 1) >> 20),
+				    (unsigned long long)(budget >> 20),
+				    (unsigned long long)((need + (1u << 20) - 1) >> 20));
+	if (budget - fixed < ctx->buffers_bytes)
+		ctx->buffers_bytes = (size_t)(budget - fixed);
+	return CB_OK;
+}
 
 /* Everything that needs no libzip: while libzip opens the archive in its own thread. */
 static enum cb_status judge_own(struct unpack_ctx *ctx, const struct unpack_cd *cd)
@@ -2503,6 +2553,8 @@ enum cb_status cb_unpack_zip(const struct cb_unpack_options *opts, struct cb_unp
 		goto out;
 	}
 	st = scan_end(&ctx, &cd);
+	if (st == CB_OK)
+		st = plan_memory(&ctx, &cd);
 	if (st == CB_OK)
 		st = scan_central(&ctx, &cd);
 	if (st != CB_OK)

@@ -27,6 +27,12 @@ struct cb_unpack_options {
 	 * at once. Never set it for a zip the caller still needs.
 	 */
 	int consume_zip;
+	/*
+	 * What the extraction may keep resident, the helper's own libraries
+	 * included: the workers' buffers are sized to fit, and an archive whose
+	 * metadata alone would not fit is refused (CB_E_ZIP). 0: no budget.
+	 */
+	uint64_t memory_budget_bytes;
 };
 
 struct cb_unpack_result {

@@ -245,14 +245,15 @@ static void compare_trees(int src, int dst, const char *rel, struct tree_count *
 	free_list(d, nd);
 }
 
-static enum cb_status unpack_limited(const char *zip, const char *dest, uint64_t max_size_bytes,
-				     uint64_t free_bytes, struct cb_unpack_result *res,
-				     struct cb_error *err)
+static enum cb_status unpack_budget(const char *zip, const char *dest, uint64_t max_size_bytes,
+				    uint64_t free_bytes, uint64_t memory_budget_bytes,
+				    struct cb_unpack_result *res, struct cb_error *err)
 {
 	struct cb_unpack_options opts;
 	enum cb_status st;
 
 	memset(&opts, 0, sizeof(opts));
+	opts.memory_budget_bytes = memory_budget_bytes;
 	opts.zip_fd = open(zip, O_RDONLY | O_CLOEXEC);
 	assert_true(opts.zip_fd >= 0);
 	opts.dest_fd = open(dest, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -265,6 +266,13 @@ static enum cb_status unpack_limited(const char *zip, const char *dest, uint64_t
 	close(opts.zip_fd);
 	close(opts.dest_fd);
 	return st;
+}
+
+static enum cb_status unpack_limited(const char *zip, const char *dest, uint64_t max_size_bytes,
+				     uint64_t free_bytes, struct cb_unpack_result *res,
+				     struct cb_error *err)
+{
+	return unpack_budget(zip, dest, max_size_bytes, free_bytes, 0, res, err);
 }
 
 static enum cb_status unpack(const char *zip, const char *dest, uint64_t max_size_bytes,
@@ -1047,6 +1055,71 @@ static void big_and_damaged_entries(void **state)
 	}
 }
 
+/*
+ * --memory-budget: the smallest budget still extracts big entries exactly
+ * (one worker, small buffers: everything over 1.5 MiB streams), and an
+ * archive whose metadata alone would not fit is refused before a byte is
+ * written, naming the budget that would do.
+ */
+static const char entries_script[] =
+	"import sys, zipfile\n"
+	"with zipfile.ZipFile(sys.argv[1], 'w', zipfile.ZIP_DEFLATED) as z:\n"
+	"    for i in range(20000):\n"
+	"        z.writestr('pkg%03d/m%05d.py' % (i // 200, i), 'x = %d\\n' % i)\n";
+
+static void memory_budget(void **state)
+{
+	char dir[2048], script[2048], zip[2048], src[2048], dest[2048];
+	const char *raw[] = {CB_PYTHON, script, dir, NULL};
+	const char *many[] = {CB_PYTHON, script, zip, NULL};
+	struct cb_unpack_result res;
+	struct cb_error err;
+	struct tree_count count = {0, 0, 0, 0};
+	int src_fd, dest_fd;
+	size_t n;
+	char **left;
+
+	(void)state;
+	fmt_path(dir, sizeof(dir), "%s/raw", test_root);
+	fmt_path(script, sizeof(script), "%s/raw.py", test_root);
+	make_dir("%s", dir);
+	write_file(script, raw_script, sizeof(raw_script) - 1, 0644);
+	assert_int_equal(run(raw), 0);
+	fmt_path(zip, sizeof(zip), "%s/good.zip", dir);
+	fmt_path(src, sizeof(src), "%s/src", dir);
+	fmt_path(dest, sizeof(dest), "%s/out-budget", test_root);
+	make_dir("%s", dest);
+	if (unpack_budget(zip, dest, 0, 0, 16u << 20, &res, &err) != CB_OK)
+		fail_msg("16 MiB budget: %s", err.message);
+	src_fd = open(src, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	dest_fd = open(dest, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	assert_true(src_fd >= 0 && dest_fd >= 0);
+	compare_trees(src_fd, dest_fd, "", &count);
+	assert_int_equal(count.files, 5);
+	close(src_fd);
+	close(dest_fd);
+
+	fmt_path(script, sizeof(script), "%s/entries.py", test_root);
+	write_file(script, entries_script, sizeof(entries_script) - 1, 0644);
+	fmt_path(zip, sizeof(zip), "%s/entries.zip", test_root);
+	assert_int_equal(run(many), 0);
+	fmt_path(dest, sizeof(dest), "%s/out-entries", test_root);
+	make_dir("%s", dest);
+	assert_int_equal(unpack_budget(zip, dest, 0, 0, 16u << 20, &res, &err), CB_E_ZIP);
+	if (strstr(err.message, "checking its 20000 entries needs about") == NULL ||
+	    strstr(err.message, "raise --memory-budget") == NULL)
+		fail_msg("message: %s", err.message);
+	dest_fd = open(dest, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	assert_true(dest_fd >= 0);
+	left = list_dir(dest_fd, &n);
+	assert_int_equal(n, 0);
+	free_list(left, n);
+	close(dest_fd);
+	if (unpack_budget(zip, dest, 0, 0, 64u << 20, &res, &err) != CB_OK)
+		fail_msg("64 MiB budget: %s", err.message);
+	assert_int_equal(res.files, 20000);
+}
+
 /* Methods other than stored and deflate go through libzip, next to the workers' entries. */
 static void bzip2_entries(void **state)
 {
@@ -1432,6 +1505,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(many_files_one_damaged, setup, teardown),
 		cmocka_unit_test_setup_teardown(enospc_with_workers, setup, teardown),
 		cmocka_unit_test_setup_teardown(big_and_damaged_entries, setup, teardown),
+		cmocka_unit_test_setup_teardown(memory_budget, setup, teardown),
 		cmocka_unit_test_setup_teardown(bzip2_entries, setup, teardown),
 	};
 

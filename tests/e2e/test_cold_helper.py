@@ -158,7 +158,7 @@ def test_every_helper_failure_is_a_clear_error_and_leaves_nothing():
          ["cannot run the download helper"]),
         # A failure record from the helper keeps its status: 7 is the space exit code.
         ("record", b.fake_helper(
-            "record", "#!%s\nimport os, sys\nos.write(int(sys.argv[2]), b'coldboot-cold-2 8 28 7 0 0 0 0 0 0 0 -\\n"
+            "record", "#!%s\nimport os, sys\nos.write(int(sys.argv[2]), b'coldboot-cold-3 8 28 7 0 0 0 0 0 0 0 -\\n"
             "no room for it here')\n" % py), 7, ["no room for it here"]),
     ]
     for what, helper, code, words in cases:
@@ -237,8 +237,8 @@ def test_helper_logs_at_the_front_level():
 def test_helper_refuses_to_run_by_hand():
     helper = os.path.join(os.path.dirname(cbtest.COLDBOOT), "coldboot-cold")
     check(os.access(helper, os.X_OK), "no coldboot-cold next to %s" % cbtest.COLDBOOT)
-    for argv in ([helper], [helper, "install"], [helper, "coldboot-cold-2", "1", "install"],
-                 [helper, "coldboot-cold-2", "99", "hash", "2", "0", "/etc/hostname"]):
+    for argv in ([helper], [helper, "install"], [helper, "coldboot-cold-3", "1", "install"],
+                 [helper, "coldboot-cold-3", "99", "hash", "2", "0", "/etc/hostname"]):
         proc = cbtest.run(argv)
         check_exit(proc, 2, " ".join(argv[1:]) or "no arguments")
         check("download helper of coldboot" in proc.stderr, "usage text: %r" % proc.stderr)
