@@ -1,8 +1,10 @@
 #include "status_cmd.h"
 
+#include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 struct list_ctx {
 	const char *current; /* "bundles/<digest>" or "" */
@@ -40,6 +42,12 @@ enum cb_status cb_status_cmd_run(const struct cb_config *cfg, struct cb_error *e
 	char current[PATH_MAX];
 	enum cb_status status;
 
+	/* Looking must not create: no cache yet is an answer, not an error. */
+	if (access(cfg->dir, F_OK) != 0 && errno == ENOENT) {
+		printf("cache: %s does not exist (no start has run with it)\n", cfg->dir);
+		fflush(stdout);
+		return CB_OK;
+	}
 	status = cb_cache_open(&cache, cfg->dir, err);
 	if (status != CB_OK)
 		return status;

@@ -281,6 +281,25 @@ def test_http_404_exits_4_and_publishes_nothing():
     s.check_nothing_published()
 
 
+def test_status_before_and_after_a_start():
+    s = Setup()
+    proc = cbtest.coldboot("status", "--dir", s.cache, env=s.env())
+    check_exit(proc, 0)
+    check("does not exist" in proc.stdout, "status of a missing cache: %r" % proc.stdout)
+    check(not os.path.lexists(s.cache), "status created %s" % s.cache)
+    with cbtest.StaticServer(s.www) as srv:
+        s.run(srv.url("b.zip"))
+    proc = cbtest.coldboot("status", "--dir", s.cache, "--checksum", s.checksum, env=s.env())
+    check_exit(proc, 0)
+    lines = proc.stdout.splitlines()
+    check(any(ln.startswith("container: ") and "1 starts, 1 downloads" in ln for ln in lines),
+          "no container line with the counters: %r" % proc.stdout)
+    check(any(ln.startswith("bundle %s: %s" % (s.digest, s.checksum)) and ln.endswith("[current]")
+              for ln in lines), "the bundle is not listed as current: %r" % proc.stdout)
+    check("configured bundle %s: published" % s.digest in proc.stdout,
+          "the configured bundle is not reported published: %r" % proc.stdout)
+
+
 def test_missing_checksum_exits_3_and_says_how_to_get_one():
     s = Setup()
     with cbtest.StaticServer(s.www) as srv:
