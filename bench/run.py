@@ -398,6 +398,9 @@ class Bench:
             for key, label, fn in order:
                 d = os.path.join(round_dir, key)
                 os.makedirs(d)
+                # Untimed: the runs before this one leave no writeback behind to compete
+                # with it for the disk and the two CPUs (a kworker flushing 180 MB).
+                os.sync()
                 argv, env, dest = fn(b, d)
                 errp = os.path.join(round_dir, key + ".stderr")
                 m = run_measured(argv, env, stderr_path=errp)
