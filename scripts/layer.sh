@@ -79,12 +79,24 @@ if ((cross)); then
 		[[ $(id -u) -eq 0 ]] && dpkg --add-architecture arm64 || sudo -n dpkg --add-architecture arm64
 	fi
 	for pkg in gcc-aarch64-linux-gnu libcurl4-openssl-dev:arm64 libzip-dev:arm64 libxxhash-dev:arm64 \
-		zlib1g-dev:arm64 libdeflate-dev:arm64 libisal-dev:arm64; do
+		zlib1g-dev:arm64 libdeflate-dev:arm64; do
 		installed "$pkg" || missing+=("$pkg")
 	done
 	((check)) && { installed qemu-user-static || missing+=(qemu-user-static); }
 fi
 ((${#missing[@]} == 0)) || apt_install "${missing[@]}"
+
+# ISA-L's packages are not Multi-Arch: installing the arm64 ones would remove the host's.
+# They are downloaded and unpacked into a folder of their own instead.
+isal_root=$layer_dir/isal-$arch
+if ((cross)) && [[ ! -e $isal_root/usr/lib/$triplet/libisal.so.2 ]]; then
+	rm -rf "$isal_root" "$layer_dir/debs-$arch"
+	mkdir -p "$layer_dir/debs-$arch"
+	(cd "$layer_dir/debs-$arch" && apt-get download -q "libisal2:$deb_arch" "libisal-dev:$deb_arch") \
+		>/dev/null
+	for deb in "$layer_dir/debs-$arch"/*.deb; do dpkg-deb -x "$deb" "$isal_root"; done
+	sed -i "s|^prefix=.*|prefix=$isal_root/usr|" "$isal_root/usr/lib/$triplet/pkgconfig/libisal.pc"
+fi
 
 # ---- build ----
 
@@ -102,7 +114,7 @@ tool_prefix=
 if ((cross)); then
 	tool_prefix=aarch64-linux-gnu-
 	target_build=$layer_dir/$arch
-	PKG_CONFIG_LIBDIR=/usr/lib/$triplet/pkgconfig:/usr/share/pkgconfig \
+	PKG_CONFIG_LIBDIR=/usr/lib/$triplet/pkgconfig:/usr/share/pkgconfig:$isal_root/usr/lib/$triplet/pkgconfig \
 		build "$target_build" -DCMAKE_SYSTEM_NAME=Linux -DCMAKE_SYSTEM_PROCESSOR=aarch64 \
 		-DCMAKE_C_COMPILER=aarch64-linux-gnu-gcc
 else
@@ -128,7 +140,7 @@ if "$readelf" -l "$stage/bin/coldboot" | grep -q 'INTERP' ||
 fi
 
 # Every library coldboot-cold needs, found the way the loader would on Debian (multiarch folders).
-search=("/lib/$triplet" "/usr/lib/$triplet")
+search=("/lib/$triplet" "/usr/lib/$triplet" "$isal_root/usr/lib/$triplet")
 needed_of() { "$objdump" -p "$1" | awk '$1 == "NEEDED" { print $2 }'; }
 find_lib() {
 	local d
