@@ -391,11 +391,24 @@ def classify_ir(cg):
     return sorted(areas.items(), key=lambda kv: -kv[1])
 
 
+def floor_ratios(res):
+    """coldboot file:// / write-only floor, median over median, for every group that has both."""
+    out = []
+    for g in res["groups"]:
+        c = g["contenders"]
+        if c.get("cb_file", {}).get("samples") and c.get("write_floor", {}).get("samples"):
+            f, w = med(c["cb_file"]["samples"]), med(c["write_floor"]["samples"])
+            out.append("%s on %s %s vs %s (%.2fx)" % (g["bundle"], g["fs"], fmt_s(f), fmt_s(w),
+                                                      f / w))
+    return "; ".join(out) or "none measured"
+
+
 def limits_text(res, p, phase, gm):
     """What limit the cold path sits against now, from this run's numbers."""
     lines = ["**What limits the cold path now, and what would move it** (from the numbers above):",
              ""]
     cb, dl, fl, uz = gm("cb_http"), gm("curl_only"), gm("cb_file"), gm("unzip_local")
+    wf = gm("write_floor")
     sh = phase.get("stats_cb_http")
     if cb and dl and fl:
         gap = dl + fl - cb
@@ -450,6 +463,10 @@ def limits_text(res, p, phase, gm):
                      "tmpfs/page-cache pages (slow in this VM); the extraction workers already "
                      "overlap it with inflating, so what is left is the kernel's cost per file." % (
                          100.0 * st["sys_s"] / max(1e-9, st["user_s"] + st["sys_s"])))
+    if wf and fl:
+        lines.append("- The file system's floor for this tree (write only, from memory, no inflating) "
+                     "is %s; coldboot's extraction from file:// takes %s, %.2fx that. Per bundle and "
+                     "file system: %s." % (fmt_s(wf), fmt_s(fl), fl / wf, floor_ratios(res)))
     if uz and fl:
         lines.append("- Against Info-ZIP on the same local zip: coldboot file:// %s vs `unzip -q` "
                      "%s (%.2fx); coldboot also copies and hashes the zip, and judges every entry "
@@ -566,7 +583,11 @@ def write(res, docs_dir):
               "exist before, on the file system named in the heading; median, min and max of "
               "%d timed rounds (wall time from fork to exit). *zip MB/s* is zip size / median. "
               "CPU time and peak RSS are of the whole process tree, as GNU `time` reports them (it starts every run). The download-only and "
-              "inflate-only rows are the floors the cold path is compared with." % cfg["reps"])
+              "inflate-only rows are the floors the cold path is compared with; *write only* is the file "
+              "system's own floor for the tree: `bench/write_floor.c` creates the same directories, "
+              "files (same sizes) and symlinks from memory with as many threads as coldboot's "
+              "extractor uses, one open + write + close per file, no download, inflating or "
+              "checking." % cfg["reps"])
     if not res["s3"]["coldboot"]:
         md.append("")
         md.append("coldboot's s3:// cold start is missing from the tables: the probe before the "

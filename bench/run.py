@@ -35,6 +35,7 @@ import subprocess
 import sys
 import threading
 import time
+import zipfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
@@ -236,6 +237,7 @@ class Bench:
     def __init__(self, args):
         self.args = args
         self.cb = os.path.abspath(args.coldboot)
+        self.write_floor = os.path.join(os.path.dirname(self.cb), "write_floor")
         self.bench_dir = args.bench_dir
         self.www = os.path.join(self.bench_dir, "bundles")
         self.base_env = {k: os.environ[k] for k in ("PATH", "HOME", "TERM") if k in os.environ}
@@ -263,12 +265,15 @@ class Bench:
             ("s3_only", "download only: curl --aws-sigv4 (s3rver)", self.c_s3_only),
             ("unzip_local", "inflate only: unzip -q local zip", self.c_unzip_local),
             ("cb_file", "coldboot cold (file://)", self.c_cb_file),
+            ("write_floor", "write only: the tree from memory (C)", self.c_write_floor),
         ]
         out = []
         for key, label, fn in c:
             if key == "cb_s3" and not self.cb_s3_ok:
                 continue
             if key == "s3_only" and not self.s3_curl_ok:
+                continue
+            if key == "write_floor" and not os.access(self.write_floor, os.X_OK):
                 continue
             out.append((key, label, fn))
         return out
@@ -321,6 +326,30 @@ class Bench:
                  "-H", "x-amz-content-sha256: UNSIGNED-PAYLOAD", "-o", "/dev/null",
                  "%s/%s/%s.zip" % (self.s3, servers.S3_BUCKET, b)], self.base_env, None)
 
+    def c_write_floor(self, b, d):
+        # As many threads as coldboot's extractor starts here: one per usable CPU, at most 8.
+        threads = max(1, min(8, len(os.sched_getaffinity(0))))
+        return ([self.write_floor, self.manifest_path(b), os.path.join(d, "out"), str(threads)],
+                self.base_env, os.path.join(d, "out"))
+
+    def manifest_path(self, b):
+        return os.path.join(self.www, b + ".manifest")
+
+    def write_manifest(self, b):
+        """The zip's tree for write_floor: directories, file sizes, symlinks (bench/write_floor.c)."""
+        with zipfile.ZipFile(self.zip_path(b)) as z, open(self.manifest_path(b), "w") as out:
+            for i in z.infolist():
+                kind = (i.external_attr >> 16) & 0o170000
+                if i.is_dir():
+                    out.write("d %s\n" % i.filename.rstrip("/"))
+                elif kind == 0o120000:
+                    out.write("l %s\t%s\n" % (z.read(i).decode(), i.filename))
+                else:
+                    parent = os.path.dirname(i.filename)
+                    if parent:
+                        out.write("d %s\n" % parent)
+                    out.write("f %d %s\n" % (i.file_size, i.filename))
+
     def c_unzip_local(self, b, d):
         return (["unzip", "-q", self.zip_path(b), "-d", os.path.join(d, "out")], self.base_env,
                 os.path.join(d, "out"))
@@ -338,6 +367,7 @@ class Bench:
             r = subprocess.run([self.cb, "hash", self.zip_path(b)], capture_output=True, text=True,
                                check=True)
             self.sums[b] = r.stdout.split()[0]
+            self.write_manifest(b)
         self.http, self.http_kind = servers.start_http(self.www, self.bench_dir, SERVER_MAX_S, log)
         log("http: %s at %s" % (self.http_kind, self.http))
         s3_data = os.path.join(self.bench_dir, "s3data")

@@ -42,5 +42,7 @@ fi
 
 cmake -S . -B build-bench -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build build-bench -j2 --target coldboot >/dev/null
+# The file system's floor for the same tree, written from memory (bench/write_floor.c).
+cc -O2 -pthread -o build-bench/write_floor bench/write_floor.c
 
 exec python3 bench/run.py --coldboot build-bench/coldboot --command "bench/run.sh${*:+ $*}" "$@"
