@@ -39,6 +39,8 @@ struct cb_avail {
 	bool has_request, request_taken;
 	bool download_ended, download_ok;
 	bool stopped, stopped_first;
+	void (*wake)(void *ctx);
+	void *wake_ctx;
 };
 
 struct cb_avail *cb_avail_new(int64_t deadline_ms)
@@ -203,6 +205,14 @@ bool cb_avail_take_request(struct cb_avail *a, uint64_t *start, uint64_t *end)
 	return found;
 }
 
+void cb_avail_set_waker(struct cb_avail *a, void (*wake)(void *ctx), void *ctx)
+{
+	pthread_mutex_lock(&a->lock);
+	a->wake = wake;
+	a->wake_ctx = ctx;
+	pthread_mutex_unlock(&a->lock);
+}
+
 bool cb_avail_stopped(struct cb_avail *a)
 {
 	bool stopped;
@@ -295,6 +305,8 @@ enum cb_status cb_avail_wait(struct cb_avail *a, uint64_t start, uint64_t end, b
 			a->request.end = next_range_start(a, gap, end);
 			a->has_request = true;
 			a->request_taken = false;
+			if (a->wake != NULL)
+				a->wake(a->wake_ctx);
 		}
 		if (a->deadline_ms <= 0) {
 			pthread_cond_wait(&a->changed, &a->lock);
@@ -356,6 +368,8 @@ void cb_avail_stop(struct cb_avail *a)
 	if (!a->stopped && !a->download_ended && a->state != AVAIL_BROKEN)
 		a->stopped_first = true;
 	a->stopped = true;
+	if (a->wake != NULL)
+		a->wake(a->wake_ctx);
 	pthread_cond_broadcast(&a->changed);
 	pthread_mutex_unlock(&a->lock);
 }

@@ -62,6 +62,12 @@ void cb_avail_download_done(struct cb_avail *a, bool ok);
  * range (the central directory): returns true once per request, with it.
  */
 bool cb_avail_take_request(struct cb_avail *a, uint64_t *start, uint64_t *end);
+/*
+ * Calls wake(ctx), from the unpacker's thread, whenever it asks for a range
+ * or stops, so the download's loop need not poll for it. wake must be
+ * thread-safe (curl_multi_wakeup is). NULL: nobody to wake.
+ */
+void cb_avail_set_waker(struct cb_avail *a, void (*wake)(void *ctx), void *ctx);
 /* Whether the unpacker gave up (cb_avail_stop) while the download still ran. */
 bool cb_avail_stopped(struct cb_avail *a);
 

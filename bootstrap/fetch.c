@@ -652,19 +652,19 @@ static enum cb_status attempt_headers(const struct fetch_state *st, const struct
 			       list);
 }
 
-/* S3: the path as it is, and a SigV4 signature. */
+/* S3: the path as it is, and a SigV4 signature. Returns 0, or -1 when libcurl refused. */
 static int set_s3_options(CURL *curl, const struct fetch_request *req)
 {
 	/* S3 keys may hold "." and ".." segments: send the path as it is. */
-	return curl_easy_setopt(curl, CURLOPT_PATH_AS_IS, 1L) != CURLE_OK ||
-			       curl_easy_setopt(curl, CURLOPT_AWS_SIGV4, req->s3.sigv4) !=
-				       CURLE_OK ||
-			       curl_easy_setopt(curl, CURLOPT_USERNAME, req->env.access_key_id) !=
-				       CURLE_OK ||
-			       curl_easy_setopt(curl, CURLOPT_PASSWORD,
-						req->env.secret_access_key) != CURLE_OK ?
-		       -1 :
-		       0;
+	CURLcode rc = curl_easy_setopt(curl, CURLOPT_PATH_AS_IS, 1L);
+
+	if (rc == CURLE_OK)
+		rc = curl_easy_setopt(curl, CURLOPT_AWS_SIGV4, req->s3.sigv4);
+	if (rc == CURLE_OK)
+		rc = curl_easy_setopt(curl, CURLOPT_USERNAME, req->env.access_key_id);
+	if (rc == CURLE_OK)
+		rc = curl_easy_setopt(curl, CURLOPT_PASSWORD, req->env.secret_access_key);
+	return rc == CURLE_OK ? 0 : -1;
 }
 
 static int64_t now_ms(void)
@@ -994,6 +994,12 @@ static void side_next(CURLM *multi, struct fetch_side *side, int64_t remaining_m
 		side->active = 0;
 }
 
+/* The unpacker asked for a range, or stopped: the transfer loop looks at once. */
+static void wake_multi(void *ctx)
+{
+	(void)curl_multi_wakeup(ctx);
+}
+
 /*
  * curl_easy_perform for the main GET, with the ranges ahead running beside
  * it on the same multi handle. Returns when the main GET ends; a range still
@@ -1146,6 +1152,7 @@ enum cb_status cb_fetch_to_sink(const struct cb_fetch_options *opts, struct cb_s
 		} else {
 			side->st = &st;
 			side->req = req;
+			cb_avail_set_waker(opts->avail, wake_multi, multi);
 		}
 	}
 
@@ -1292,6 +1299,8 @@ out:
 	curl_slist_free_all(headers);
 	if (curl != NULL)
 		curl_easy_cleanup(curl);
+	if (opts->avail != NULL && multi != NULL)
+		cb_avail_set_waker(opts->avail, NULL, NULL);
 	if (side != NULL) {
 		if (side->curl != NULL)
 			curl_easy_cleanup(side->curl);

@@ -1061,6 +1061,48 @@ static enum cb_status plan_offsets(struct unpack_ctx *ctx, const struct unpack_c
 	return CB_OK;
 }
 
+/* Reads len bytes of the zip at offset for entry e (its local header, and maybe its data). */
+static enum cb_status pread_at(const struct unpack_ctx *ctx, const struct unpack_entry *e,
+			       unsigned char *buf, size_t len, uint64_t offset, struct cb_error *err)
+{
+	size_t done = 0;
+
+	while (done < len) {
+		ssize_t n = pread(ctx->opts->zip_fd, buf + done, len - done, (off_t)(offset + done));
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			int saved = errno;
+
+			return entry_error_to(err, CB_E_IO, saved, e,
+					      "cannot read it from the archive: %s",
+					      strerror(saved));
+		}
+		if (n == 0)
+			return entry_error_to(err, CB_E_ZIP, 0, e, "the archive ends inside it");
+		done += (size_t)n;
+	}
+	return CB_OK;
+}
+
+/* Streaming: the local header h against the central directory, its data against the next entry. */
+static enum cb_status check_header_in(const struct unpack_ctx *ctx, struct unpack_entry *e,
+				      const unsigned char *h, struct cb_error *err)
+{
+	char shown[UNPACK_SHOWN_NAME_MAX];
+	enum cb_status st;
+
+	st = check_local_header(err, e, ctx->cd_offset, h);
+	if (st != CB_OK)
+		return st;
+	if (e->data_end > e->next_offset && e->next != NULL)
+		return entry_error_to(err, CB_E_ZIP, 0, e->next, "overlaps the data of entry \"%s\"",
+				      show_name(e->raw_name, e->raw_name_len, shown, sizeof(shown)));
+	e->header_checked = true;
+	return CB_OK;
+}
+
 /*
  * Streaming: the entry's local header, once its bytes are in, against the
  * central directory, and its data against the next entry. buf holds at least
@@ -1069,38 +1111,15 @@ static enum cb_status plan_offsets(struct unpack_ctx *ctx, const struct unpack_c
 static enum cb_status check_header_now(const struct unpack_ctx *ctx, struct unpack_entry *e,
 				       unsigned char *buf, struct cb_error *err)
 {
-	char shown[UNPACK_SHOWN_NAME_MAX];
-	size_t want = ZIP_LFH_BYTES + e->raw_name_len, done = 0;
+	size_t want = ZIP_LFH_BYTES + e->raw_name_len;
 	enum cb_status st;
 
 	st = cb_avail_wait(ctx->avail, e->local_offset, e->local_offset + want, false, err);
+	if (st == CB_OK)
+		st = pread_at(ctx, e, buf, want, e->local_offset, err);
 	if (st != CB_OK)
 		return st;
-	while (done < want) {
-		ssize_t n = pread(ctx->opts->zip_fd, buf + done, want - done,
-				  (off_t)(e->local_offset + done));
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0) {
-			int saved = errno;
-
-			return entry_error_to(err, CB_E_IO, saved, e,
-					      "cannot read its local header: %s", strerror(saved));
-		}
-		if (n == 0)
-			return entry_error_to(err, CB_E_ZIP, 0, e,
-					      "the archive ends inside its local header");
-		done += (size_t)n;
-	}
-	st = check_local_header(err, e, ctx->cd_offset, buf);
-	if (st != CB_OK)
-		return st;
-	if (e->data_end > e->next_offset && e->next != NULL)
-		return entry_error_to(err, CB_E_ZIP, 0, e->next, "overlaps the data of entry \"%s\"",
-				      show_name(e->raw_name, e->raw_name_len, shown, sizeof(shown)));
-	e->header_checked = true;
-	return CB_OK;
+	return check_header_in(ctx, e, buf, err);
 }
 
 /* Compares a NUL-terminated name with key[0..len) in byte order. */
@@ -1815,23 +1834,28 @@ static enum cb_status inflate_fail(struct unpack_worker *w, const struct unpack_
  * An entry that fits the buffers: read in one pread, inflated by libdeflate
  * and checked before the file exists, then written in one write.
  */
-static enum cb_status write_whole(struct unpack_worker *w, const struct unpack_entry *e)
+static enum cb_status write_whole_raw(struct unpack_worker *w, const struct unpack_entry *e,
+				      const unsigned char *raw)
 {
 	size_t size = (size_t)e->size_bytes, comp = (size_t)e->comp_size_bytes;
-	const unsigned char *data = w->in;
+	const unsigned char *data;
 	struct cb_error ierr;
 	int fd = -1;
 	enum cb_status st;
 
 	if (e->method == ZIP_CM_STORE && comp != size)
 		return worker_refuse(w, e, "data does not match its declared size");
-	st = read_raw(w, e, w->in, comp, 0);
-	if (st != CB_OK)
-		return st;
+	if (raw == NULL) {
+		st = read_raw(w, e, w->in, comp, 0);
+		if (st != CB_OK)
+			return st;
+		raw = w->in;
+	}
+	data = raw;
 	/* Some writers give an empty file no deflate stream at all: nothing to inflate. */
 	if (e->method == ZIP_CM_DEFLATE && !(comp == 0 && size == 0)) {
 		cb_error_init(&ierr);
-		st = cb_inflate_whole(w->inf, w->in, comp, w->out, size, &ierr);
+		st = cb_inflate_whole(w->inf, raw, comp, w->out, size, &ierr);
 		if (st != CB_OK)
 			return inflate_fail(w, e, &ierr);
 		data = w->out;
@@ -1847,6 +1871,11 @@ static enum cb_status write_whole(struct unpack_worker *w, const struct unpack_e
 		return st;
 	}
 	return finish_file(w, e, fd);
+}
+
+static enum cb_status write_whole(struct unpack_worker *w, const struct unpack_entry *e)
+{
+	return write_whole_raw(w, e, NULL);
 }
 
 /* Hands inflated (or stored) bytes to the file: never past the declared size. */
@@ -2174,8 +2203,22 @@ static enum cb_status read_link_raw(struct unpack_worker *w, struct unpack_entry
 /* Streaming: one entry as its bytes arrive, its local header checked first. */
 static enum cb_status stream_entry(struct unpack_worker *w, struct unpack_entry *e)
 {
+	const struct unpack_ctx *ctx = w->job->ctx;
+	uint64_t span = e->next_offset - e->local_offset;
 	enum cb_status st;
 
+	/* A small file: its header and data (up to the next entry) in one read. */
+	if (e->kind == UNPACK_FILE && !is_big(e, w->job->limit_bytes) &&
+	    span <= w->job->limit_bytes && span >= ZIP_LFH_BYTES + e->raw_name_len) {
+		st = cb_avail_wait(ctx->avail, e->local_offset, e->next_offset, false, &w->err);
+		if (st == CB_OK)
+			st = pread_at(ctx, e, w->in, (size_t)span, e->local_offset, &w->err);
+		if (st == CB_OK)
+			st = check_header_in(ctx, e, w->in, &w->err);
+		if (st != CB_OK)
+			return st;
+		return write_whole_raw(w, e, w->in + (e->data_offset - e->local_offset));
+	}
 	st = check_header_now(w->job->ctx, e, w->in, &w->err);
 	if (st != CB_OK)
 		return st;
