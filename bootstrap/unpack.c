@@ -161,6 +161,8 @@ struct unpack_ctx {
 	const struct cb_unpack_options *opts;
 	struct cb_unpack_result *res;
 	struct cb_error *err;
+	struct cb_avail *avail; /* opts->avail: NULL when the zip is complete */
+	uint64_t cd_offset;     /* absolute */
 	zip_t *za;
 	unsigned char *cd_buf;
 	struct unpack_entry *entries;
@@ -175,8 +177,6 @@ struct unpack_ctx {
 	int *dir_fds; /* by id, every directory kept open; NULL without room for it */
 	struct rlimit saved_nofile;
 	bool nofile_raised;
-	struct cb_avail *avail; /* opts->avail: NULL when the zip is complete */
-	uint64_t cd_offset;     /* absolute */
 };
 
 /* ---- small helpers ---- */
@@ -2639,12 +2639,18 @@ static enum cb_status extract(struct unpack_ctx *ctx)
 	}
 	workers = worker_count(nfiles);
 	limit_bytes = buffer_limit(workers);
-	if (ctx->avail != NULL)
-		st = list_stream(ctx, &files, &nfiles);
-	else
-		st = list_files(ctx, limit_bytes, &files, &nbigs);
+	st = list_files(ctx, limit_bytes, &files, &nbigs);
 	if (st != CB_OK)
 		return st;
+	/* Streaming: the workers take every entry instead, in file order. */
+	if (ctx->avail != NULL) {
+		free(files);
+		files = NULL;
+		nbigs = 0;
+		st = list_stream(ctx, &files, &nfiles);
+		if (st != CB_OK)
+			return st;
+	}
 	libzip_files = false;
 	for (size_t i = 0; i < ctx->count; i++)
 		libzip_files = libzip_files || needs_libzip(ctx, &ctx->entries[i]);
