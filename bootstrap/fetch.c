@@ -36,6 +36,18 @@
 #define FETCH_URL_TEXT_MAX 512
 /* SHA-256 of an empty body: the payload hash of a GET. */
 #define FETCH_EMPTY_SHA256 "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+/*
+ * The tail fetched ahead: libzip 1.7.3 looks for the end record in the last
+ * 65,577 bytes (the largest comment plus the end record and zip64 locator),
+ * and every read of the unpacker must find its bytes present.
+ */
+#define FETCH_TAIL_BYTES (128u * 1024u)
+/* Smaller objects are not worth a second connection: they arrive at once. */
+#define FETCH_STREAM_MIN_BYTES (1024u * 1024u)
+/* How long the transfer loop sleeps at most, so a request of the unpacker is seen soon. */
+#define FETCH_POLL_MS 20
+/* The body waits for the tail at most this long, then goes on without it. */
+#define FETCH_HOLD_BODY_MAX_MS 2000
 
 enum fetch_scheme {
 	FETCH_FILE,
@@ -51,6 +63,7 @@ enum fetch_abort {
 	ABORT_RESTART,    /* the resumed body is not the one we hold: start again from 0 */
 	ABORT_UNEXPECTED, /* a reply we cannot use (206 to a request without Range) */
 	ABORT_ERROR_BODY, /* an error body longer than we keep: enough read */
+	ABORT_CONSUMER,   /* the unpacker reading along gave up (cb_avail_stop) */
 };
 
 /* How one attempt ended. */
@@ -79,6 +92,21 @@ struct fetch_state {
 	char etag[FETCH_ETAG_MAX];
 	long retry_after_s; /* -1: not given */
 	char bucket_region[CB_S3_REGION_MAX];
+	int redirected; /* this attempt followed a redirect */
+
+	/* Unpacking while downloading (opts->avail): whether the tail is wanted, decided once. */
+	int stream_decided;
+	int tail_wanted;
+	uint64_t total_bytes;
+	/*
+	 * The body waits (paused) while a range ahead is fetched: libcurl reads
+	 * up to 100 buffers of one transfer per turn, so on a fast link the body
+	 * would otherwise be whole before the range's first byte, and unpacking
+	 * cannot begin without the tail and the central directory.
+	 */
+	int hold_body;
+	int body_paused;
+	int64_t hold_since_ms;
 
 	/* The current attempt's body. */
 	int body_started;
@@ -155,15 +183,18 @@ static int parse_count(const char *text, size_t size, int64_t *out)
 	return 0;
 }
 
-/* "bytes FIRST-LAST/TOTAL" (TOTAL may be "*"). */
-static void parse_content_range(struct fetch_state *st, const char *v, size_t size)
+/*
+ * "bytes FIRST-LAST/TOTAL" (TOTAL may be "*"): fills what it can read, -1
+ * for the rest.
+ */
+static void parse_range_fields(const char *v, size_t size, int64_t *first, int64_t *last,
+			       int64_t *total)
 {
 	const char *dash;
 	const char *slash;
 	const char *end = v + size;
-	int64_t first;
-	int64_t total;
 
+	*first = *last = *total = -1;
 	if (size < 6 || memcmp(v, "bytes ", 6) != 0)
 		return;
 	v += 6;
@@ -171,10 +202,27 @@ static void parse_content_range(struct fetch_state *st, const char *v, size_t si
 	slash = memchr(v, '/', (size_t)(end - v));
 	if (dash == NULL || slash == NULL || slash < dash)
 		return;
-	if (parse_count(v, (size_t)(dash - v), &first) != 0)
+	if (parse_count(v, (size_t)(dash - v), first) != 0) {
+		*first = -1;
+		return;
+	}
+	if (parse_count(dash + 1, (size_t)(slash - dash - 1), last) != 0)
+		*last = -1;
+	if (parse_count(slash + 1, (size_t)(end - slash - 1), total) != 0)
+		*total = -1;
+}
+
+static void parse_content_range(struct fetch_state *st, const char *v, size_t size)
+{
+	int64_t first;
+	int64_t last;
+	int64_t total;
+
+	parse_range_fields(v, size, &first, &last, &total);
+	if (first < 0)
 		return;
 	st->range_first = first;
-	if (parse_count(slash + 1, (size_t)(end - slash - 1), &total) == 0)
+	if (total >= 0)
 		st->range_total = total;
 }
 
@@ -203,6 +251,8 @@ static size_t on_header(char *buffer, size_t size, size_t nitems, void *userdata
 		if (sp != NULL && (size_t)(sp - buffer) + 4 <= n &&
 		    parse_count(sp + 1, 3, &number) == 0)
 			st->status = (long)number;
+		if (st->status >= 300 && st->status < 400)
+			st->redirected = 1;
 		return n;
 	}
 	if ((v = header_value(buffer, n, "content-length", &vs)) != NULL) {
@@ -226,6 +276,36 @@ static size_t on_header(char *buffer, size_t size, size_t nitems, void *userdata
 		}
 	}
 	return n;
+}
+
+/*
+ * At the first 200 of a download that may stream: the tail is fetched ahead
+ * when the object is big enough, its size is known, its ETag is strong (so
+ * the tail is provably the same object) and no redirect was followed (the
+ * ranged GET goes to the URL as given). Otherwise streaming is off.
+ */
+static void decide_streaming(struct fetch_state *st)
+{
+	struct cb_avail *avail = st->opts->avail;
+
+	if (avail == NULL || st->stream_decided)
+		return;
+	st->stream_decided = 1;
+	if (st->scheme == FETCH_FILE || st->redirected || st->content_length < 0 ||
+	    (uint64_t)st->content_length < FETCH_STREAM_MIN_BYTES || st->have_etag[0] == '\0') {
+		cb_log(CB_LOG_DEBUG, "not unpacking while downloading (%s)",
+		       st->redirected           ? "redirected" :
+		       st->content_length < 0   ? "no Content-Length" :
+		       st->have_etag[0] == '\0' ? "no strong ETag" :
+						  "small object");
+		cb_avail_disable(avail);
+		return;
+	}
+	st->total_bytes = (uint64_t)st->content_length;
+	st->tail_wanted = 1;
+	st->hold_body = 1;
+	st->hold_since_ms = cb_clock_now_ms();
+	cb_avail_set_total(avail, st->total_bytes);
 }
 
 /*
@@ -284,6 +364,7 @@ static int begin_body(struct fetch_state *st)
 			st->abort = ABORT_TOO_BIG;
 			return -1;
 		}
+		decide_streaming(st);
 	}
 	st->body_to_sink = 1;
 	return 0;
@@ -297,6 +378,10 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *userdata)
 
 	if (!st->body_started && begin_body(st) != 0)
 		return 0;
+	if (st->body_to_sink && st->hold_body) {
+		st->body_paused = 1;
+		return CURL_WRITEFUNC_PAUSE; /* libcurl keeps these bytes and gives them again */
+	}
 	if (!st->body_to_sink) {
 		size_t room = sizeof(st->error_body) - st->error_body_size;
 		size_t take = n < room ? n : room;
@@ -425,10 +510,11 @@ static const char *ca_bundle_path(void)
 	return NULL;
 }
 
-static enum cb_status set_common_options(CURL *curl, struct fetch_state *st, char *errbuf)
+static enum cb_status set_common_options(CURL *curl, const struct cb_fetch_options *opts,
+					 char *errbuf, curl_write_callback header_fn,
+					 curl_write_callback body_fn, void *data)
 {
 	const char *ca_bundle = ca_bundle_path();
-	const struct cb_fetch_options *opts = st->opts;
 	CURLcode rc = CURLE_OK;
 
 #define SET(option, value)                                          \
@@ -454,10 +540,10 @@ static enum cb_status set_common_options(CURL *curl, struct fetch_state *st, cha
 	    opts->low_speed_time_s > 0 ? opts->low_speed_time_s : FETCH_DEFAULT_LOW_SPEED_TIME_S);
 	SET(CURLOPT_BUFFERSIZE, 256L * 1024L);
 	SET(CURLOPT_TCP_KEEPALIVE, 1L);
-	SET(CURLOPT_HEADERFUNCTION, on_header);
-	SET(CURLOPT_HEADERDATA, st);
-	SET(CURLOPT_WRITEFUNCTION, on_body);
-	SET(CURLOPT_WRITEDATA, st);
+	SET(CURLOPT_HEADERFUNCTION, header_fn);
+	SET(CURLOPT_HEADERDATA, data);
+	SET(CURLOPT_WRITEFUNCTION, body_fn);
+	SET(CURLOPT_WRITEDATA, data);
 #undef SET
 	return rc == CURLE_OK ? CB_OK : CB_E_DOWNLOAD;
 }
@@ -507,8 +593,8 @@ out:
 	return status;
 }
 
-/* The headers of one attempt: S3's and, when resuming, If-Match. */
-static enum cb_status attempt_headers(const struct fetch_state *st, const struct fetch_request *req,
+/* The headers of one request: S3's and, when if_match is not NULL, If-Match. */
+static enum cb_status request_headers(const struct fetch_request *req, const char *if_match,
 				      struct curl_slist **list)
 {
 	char line[FETCH_ETAG_MAX + 32];
@@ -541,8 +627,8 @@ static enum cb_status attempt_headers(const struct fetch_state *st, const struct
 			APPEND(token_line);
 		}
 	}
-	if (st->requested_range && st->have_etag[0] != '\0') {
-		snprintf(line, sizeof(line), "If-Match: %s", st->have_etag);
+	if (if_match != NULL) {
+		snprintf(line, sizeof(line), "If-Match: %s", if_match);
 		APPEND(line);
 	}
 #undef APPEND
@@ -554,6 +640,31 @@ out:
 		free(token_line);
 	}
 	return status;
+}
+
+/* The headers of one attempt of the main GET: If-Match when resuming. */
+static enum cb_status attempt_headers(const struct fetch_state *st, const struct fetch_request *req,
+				      struct curl_slist **list)
+{
+	return request_headers(req,
+			       st->requested_range && st->have_etag[0] != '\0' ? st->have_etag :
+										 NULL,
+			       list);
+}
+
+/* S3: the path as it is, and a SigV4 signature. Returns 0, or -1 when libcurl refused. */
+static int set_s3_options(CURL *curl, const struct fetch_request *req)
+{
+	/* S3 keys may hold "." and ".." segments: send the path as it is. */
+	CURLcode rc = curl_easy_setopt(curl, CURLOPT_PATH_AS_IS, 1L);
+
+	if (rc == CURLE_OK)
+		rc = curl_easy_setopt(curl, CURLOPT_AWS_SIGV4, req->s3.sigv4);
+	if (rc == CURLE_OK)
+		rc = curl_easy_setopt(curl, CURLOPT_USERNAME, req->env.access_key_id);
+	if (rc == CURLE_OK)
+		rc = curl_easy_setopt(curl, CURLOPT_PASSWORD, req->env.secret_access_key);
+	return rc == CURLE_OK ? 0 : -1;
 }
 
 static int64_t now_ms(void)
@@ -603,6 +714,9 @@ static enum fetch_verdict judge_attempt(struct fetch_state *st, const struct fet
 		cb_error_set(err, CB_E_DOWNLOAD, 0,
 			     "%s: the object changed while it was downloaded", prefix);
 		return VERDICT_RETRY_NOW;
+	case ABORT_CONSUMER:
+		cb_error_set(err, CB_E_DOWNLOAD, 0, "%s: stopped, as unpacking failed", prefix);
+		return VERDICT_FAIL;
 	case ABORT_UNEXPECTED:
 		cb_error_set(err, CB_E_DOWNLOAD, 0,
 			     "%s: the server sent part of the body (206) when the whole was asked for",
@@ -691,6 +805,267 @@ static enum cb_status restart_sink(struct fetch_state *st, struct cb_error *err)
 	return status;
 }
 
+/* ---- ranges fetched ahead of the body, for unpacking while downloading ---- */
+
+/* One ranged GET on a second connection, beside the main GET; one at a time. */
+struct fetch_side {
+	struct fetch_state *st; /* the main GET's: its ETag, total and sink */
+	const struct fetch_request *req;
+	CURL *curl; /* kept across ranges, so the connection is reused */
+	struct curl_slist *headers;
+	char errbuf[CURL_ERROR_SIZE];
+	uint64_t start, end; /* asked: [start, end) */
+	uint64_t got;
+	int is_tail;
+	int active;
+	int body_checked;
+	int failed;
+	long status;
+	int64_t first, last, total; /* its Content-Range */
+	char etag[FETCH_ETAG_MAX];
+};
+
+static size_t side_on_header(char *buffer, size_t size, size_t nitems, void *userdata)
+{
+	struct fetch_side *side = userdata;
+	size_t n = size * nitems;
+	const char *v;
+	size_t vs;
+	int64_t number;
+
+	if (n >= 5 && memcmp(buffer, "HTTP/", 5) == 0) {
+		const char *sp = memchr(buffer, ' ', n);
+
+		side->status = 0;
+		side->first = side->last = side->total = -1;
+		side->etag[0] = '\0';
+		if (sp != NULL && (size_t)(sp - buffer) + 4 <= n &&
+		    parse_count(sp + 1, 3, &number) == 0)
+			side->status = (long)number;
+		return n;
+	}
+	if ((v = header_value(buffer, n, "content-range", &vs)) != NULL) {
+		parse_range_fields(v, vs, &side->first, &side->last, &side->total);
+	} else if ((v = header_value(buffer, n, "etag", &vs)) != NULL && vs < sizeof(side->etag)) {
+		memcpy(side->etag, v, vs);
+		side->etag[vs] = '\0';
+	}
+	return n;
+}
+
+static size_t side_on_body(char *data, size_t size, size_t nmemb, void *userdata)
+{
+	struct fetch_side *side = userdata;
+	struct fetch_state *st = side->st;
+	size_t n = size * nmemb;
+	struct cb_error ignored;
+
+	if (!side->body_checked) {
+		side->body_checked = 1;
+		/*
+		 * Exactly the bytes asked for, of the very object the main GET
+		 * brings: s3rver answers a suffix range from byte 0 and ignores
+		 * If-Match, and a proxy may do either.
+		 */
+		if (side->status != 206 || side->first != (int64_t)side->start ||
+		    side->last != (int64_t)(side->end - 1) ||
+		    side->total != (int64_t)st->total_bytes ||
+		    strcmp(side->etag, st->have_etag) != 0) {
+			side->failed = 1;
+			return 0;
+		}
+	}
+	if (n > side->end - side->start - side->got) {
+		side->failed = 1;
+		return 0;
+	}
+	cb_error_init(&ignored);
+	if (n > 0 && st->sink->write_at(st->sink->ctx, side->start + side->got, data, n,
+					&ignored) != CB_OK) {
+		side->failed = 1;
+		return 0;
+	}
+	side->got += n;
+	return n;
+}
+
+/* Starts the ranged GET of [start, end). Returns 0, or -1 (then nothing runs). */
+static int side_start(CURLM *multi, struct fetch_side *side, uint64_t start, uint64_t end,
+		      int is_tail, int64_t remaining_ms)
+{
+	const struct cb_fetch_options *opts = side->st->opts;
+	char range[64];
+	int64_t connect_ms;
+
+	if (side->curl == NULL) {
+		side->curl = curl_easy_init();
+		if (side->curl == NULL)
+			return -1;
+		side->errbuf[0] = '\0';
+		if (set_common_options(side->curl, opts, side->errbuf, side_on_header, side_on_body,
+				       side) != CB_OK ||
+		    curl_easy_setopt(side->curl, CURLOPT_URL, side->req->url) != CURLE_OK ||
+		    /* Only where the main GET went: a redirect here is a failure. */
+		    curl_easy_setopt(side->curl, CURLOPT_FOLLOWLOCATION, 0L) != CURLE_OK ||
+		    (side->st->scheme == FETCH_S3 && set_s3_options(side->curl, side->req) != 0))
+			return -1;
+	}
+	curl_slist_free_all(side->headers);
+	side->headers = NULL;
+	if (request_headers(side->req, side->st->have_etag, &side->headers) != CB_OK)
+		return -1;
+	snprintf(range, sizeof(range), "%llu-%llu", (unsigned long long)start,
+		 (unsigned long long)(end - 1));
+	connect_ms = opts->connect_timeout_ms > 0 ? opts->connect_timeout_ms :
+						    FETCH_DEFAULT_CONNECT_TIMEOUT_MS;
+	if (connect_ms > remaining_ms)
+		connect_ms = remaining_ms;
+	side->start = start;
+	side->end = end;
+	side->got = 0;
+	side->is_tail = is_tail;
+	side->body_checked = 0;
+	side->failed = 0;
+	side->status = 0;
+	if (curl_easy_setopt(side->curl, CURLOPT_HTTPHEADER, side->headers) != CURLE_OK ||
+	    curl_easy_setopt(side->curl, CURLOPT_RANGE, range) != CURLE_OK ||
+	    curl_easy_setopt(side->curl, CURLOPT_TIMEOUT_MS,
+			     (long)(remaining_ms > LONG_MAX ? 0 : remaining_ms)) != CURLE_OK ||
+	    curl_easy_setopt(side->curl, CURLOPT_CONNECTTIMEOUT_MS, (long)connect_ms) != CURLE_OK ||
+	    curl_multi_add_handle(multi, side->curl) != CURLM_OK)
+		return -1;
+	side->active = 1;
+	side->st->hold_body = 1;
+	side->st->hold_since_ms = now_ms();
+	return 0;
+}
+
+/* The ranged GET ended (or is given up, rc != CURLE_OK): record its bytes, or do without. */
+static void side_finish(CURLM *multi, struct fetch_side *side, CURLcode rc)
+{
+	struct cb_avail *avail = side->st->opts->avail;
+
+	curl_multi_remove_handle(multi, side->curl);
+	side->active = 0;
+	side->st->hold_body = 0;
+	if (rc == CURLE_OK && !side->failed && side->body_checked &&
+	    side->got == side->end - side->start) {
+		cb_log(CB_LOG_DEBUG, "fetched bytes %llu-%llu ahead of the body",
+		       (unsigned long long)side->start, (unsigned long long)(side->end - 1));
+		cb_avail_add_range(avail, side->start, side->end);
+		return;
+	}
+	cb_log(CB_LOG_DEBUG, "bytes %llu-%llu could not be fetched ahead (HTTP %ld, %s)",
+	       (unsigned long long)side->start, (unsigned long long)(side->end - 1), side->status,
+	       side->failed ? "not the range asked for" : curl_reason(rc, side->errbuf));
+	/* Without the tail there is no streaming; a later range is only a shortcut. */
+	if (side->is_tail)
+		cb_avail_disable(avail);
+}
+
+/* Starts the next range ahead, when one is wanted and none runs. */
+static void side_next(CURLM *multi, struct fetch_side *side, int64_t remaining_ms)
+{
+	struct fetch_state *st = side->st;
+	struct cb_avail *avail = st->opts->avail;
+	uint64_t start;
+	uint64_t end;
+
+	if (side->active || !cb_avail_usable(avail))
+		return;
+	if (st->tail_wanted) {
+		st->tail_wanted = 0;
+		start = st->total_bytes > FETCH_TAIL_BYTES ? st->total_bytes - FETCH_TAIL_BYTES : 0;
+		if (side_start(multi, side, start, st->total_bytes, 1, remaining_ms) != 0) {
+			side->active = 0;
+			st->hold_body = 0;
+			cb_avail_disable(avail);
+		}
+		return;
+	}
+	if (!cb_avail_take_request(avail, &start, &end))
+		return;
+	/* What the main GET already wrote needs no second copy. */
+	if (start < st->have_bytes)
+		start = st->have_bytes;
+	if (start >= end || end > st->total_bytes)
+		return;
+	if (side_start(multi, side, start, end, 0, remaining_ms) != 0)
+		side->active = 0;
+}
+
+/* The unpacker asked for a range, or stopped: the transfer loop looks at once. */
+static void wake_multi(void *ctx)
+{
+	(void)curl_multi_wakeup(ctx);
+}
+
+/*
+ * curl_easy_perform for the main GET, with the ranges ahead running beside
+ * it on the same multi handle. Returns when the main GET ends; a range still
+ * running then is given up.
+ */
+static CURLcode perform_streaming(CURLM *multi, CURL *curl, struct fetch_side *side,
+				  int64_t remaining_ms)
+{
+	struct fetch_state *st = side->st;
+	int64_t started_ms = now_ms();
+	CURLcode main_rc = CURLE_OK;
+	int main_done = 0;
+	int running = 0;
+
+	if (curl_multi_add_handle(multi, curl) != CURLM_OK)
+		return CURLE_OUT_OF_MEMORY;
+	while (!main_done) {
+		CURLMsg *msg;
+		int left;
+
+		if (curl_multi_perform(multi, &running) != CURLM_OK) {
+			main_rc = CURLE_OUT_OF_MEMORY;
+			break;
+		}
+		while ((msg = curl_multi_info_read(multi, &left)) != NULL) {
+			if (msg->msg != CURLMSG_DONE)
+				continue;
+			if (msg->easy_handle == curl) {
+				main_rc = msg->data.result;
+				main_done = 1;
+			} else if (side->active && msg->easy_handle == side->curl) {
+				side_finish(multi, side, msg->data.result);
+			}
+		}
+		if (main_done)
+			break;
+		if (cb_avail_stopped(st->opts->avail)) {
+			st->abort = ABORT_CONSUMER;
+			main_rc = CURLE_WRITE_ERROR;
+			break;
+		}
+		side_next(multi, side, remaining_ms - (now_ms() - started_ms));
+		/* The tail is in (or will not come): the body goes on. */
+		if (st->hold_body && now_ms() - st->hold_since_ms > FETCH_HOLD_BODY_MAX_MS)
+			st->hold_body = 0;
+		if (st->body_paused && !st->hold_body) {
+			st->body_paused = 0;
+			if (curl_easy_pause(curl, CURLPAUSE_CONT) != CURLE_OK) {
+				main_rc = CURLE_RECV_ERROR;
+				break;
+			}
+			continue; /* perform again at once: the kept bytes are delivered */
+		}
+		if (curl_multi_poll(multi, NULL, 0, FETCH_POLL_MS, NULL) != CURLM_OK) {
+			main_rc = CURLE_OUT_OF_MEMORY;
+			break;
+		}
+	}
+	curl_multi_remove_handle(multi, curl);
+	if (side->active)
+		side_finish(multi, side, CURLE_ABORTED_BY_CALLBACK);
+	st->hold_body = 0;
+	st->body_paused = 0;
+	return main_rc;
+}
+
 enum cb_status cb_fetch_to_sink(const struct cb_fetch_options *opts, struct cb_sink *sink,
 				struct cb_fetch_result *res, struct cb_error *err)
 {
@@ -698,6 +1073,8 @@ enum cb_status cb_fetch_to_sink(const struct cb_fetch_options *opts, struct cb_s
 	struct fetch_request *req = NULL;
 	struct curl_slist *headers = NULL;
 	CURL *curl = NULL;
+	CURLM *multi = NULL;
+	struct fetch_side *side = NULL;
 	char errbuf[CURL_ERROR_SIZE];
 	char range[48];
 	char prefix[FETCH_URL_TEXT_MAX + 32];
@@ -749,19 +1126,14 @@ enum cb_status cb_fetch_to_sink(const struct cb_fetch_options *opts, struct cb_s
 		goto out;
 	}
 	errbuf[0] = '\0';
-	if (set_common_options(curl, &st, errbuf) != CB_OK ||
+	if (set_common_options(curl, opts, errbuf, on_header, on_body, &st) != CB_OK ||
 	    curl_easy_setopt(curl, CURLOPT_URL, req->url) != CURLE_OK) {
 		status = cb_error_set(err, CB_E_CONFIG, 0, "libcurl refused the URL %s",
 				      req->url_text);
 		goto out;
 	}
 	if (st.scheme == FETCH_S3) {
-		/* S3 keys may hold "." and ".." segments: send the path as it is. */
-		if (curl_easy_setopt(curl, CURLOPT_PATH_AS_IS, 1L) != CURLE_OK ||
-		    curl_easy_setopt(curl, CURLOPT_AWS_SIGV4, req->s3.sigv4) != CURLE_OK ||
-		    curl_easy_setopt(curl, CURLOPT_USERNAME, req->env.access_key_id) != CURLE_OK ||
-		    curl_easy_setopt(curl, CURLOPT_PASSWORD, req->env.secret_access_key) !=
-			    CURLE_OK) {
+		if (set_s3_options(curl, req) != 0) {
 			status = cb_error_set(
 				err, CB_E_DOWNLOAD, 0,
 				"this libcurl cannot sign S3 requests (SigV4 needs 7.75 or later)");
@@ -769,7 +1141,27 @@ enum cb_status cb_fetch_to_sink(const struct cb_fetch_options *opts, struct cb_s
 		}
 	}
 
+	if (opts->avail != NULL) {
+		if (st.scheme != FETCH_FILE && sink->write_at != NULL) {
+			multi = curl_multi_init();
+			side = calloc(1, sizeof(*side));
+		}
+		if (multi == NULL || side == NULL) {
+			/* Local, or no room for it: the body in order only. */
+			cb_avail_disable(opts->avail);
+		} else {
+			side->st = &st;
+			side->req = req;
+			cb_avail_set_waker(opts->avail, wake_multi, multi);
+		}
+	}
+
 	for (;;) {
+		if (opts->avail != NULL && cb_avail_stopped(opts->avail)) {
+			status = cb_error_set(err, CB_E_DOWNLOAD, 0,
+					      "%s: stopped, as unpacking failed", prefix);
+			goto out;
+		}
 		remaining_ms = opts->deadline_ms > 0 ? opts->deadline_ms - now_ms() : INT64_MAX;
 		if (remaining_ms <= 0) {
 			if (attempts > 0)
@@ -785,6 +1177,7 @@ enum cb_status cb_fetch_to_sink(const struct cb_fetch_options *opts, struct cb_s
 		st.attempt_bytes = 0;
 		st.error_body_size = 0;
 		st.abort = ABORT_NONE;
+		st.redirected = 0;
 		cb_error_init(&st.sink_err);
 		reset_response(&st);
 		errbuf[0] = '\0';
@@ -814,7 +1207,10 @@ enum cb_status cb_fetch_to_sink(const struct cb_fetch_options *opts, struct cb_s
 			goto out;
 		}
 
-		rc = curl_easy_perform(curl);
+		if (multi != NULL && side != NULL)
+			rc = perform_streaming(multi, curl, side, remaining_ms);
+		else
+			rc = curl_easy_perform(curl);
 		if (st.status == 0 && st.scheme != FETCH_FILE) {
 			long code = 0;
 			curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &code);
@@ -903,6 +1299,16 @@ out:
 	curl_slist_free_all(headers);
 	if (curl != NULL)
 		curl_easy_cleanup(curl);
+	if (opts->avail != NULL && multi != NULL)
+		cb_avail_set_waker(opts->avail, NULL, NULL);
+	if (side != NULL) {
+		if (side->curl != NULL)
+			curl_easy_cleanup(side->curl);
+		curl_slist_free_all(side->headers);
+		free(side);
+	}
+	if (multi != NULL)
+		curl_multi_cleanup(multi);
 	free(req);
 	return status;
 }

@@ -6,6 +6,7 @@
 #include <stdint.h>
 
 #include "../cache/cache.h"
+#include "avail.h"
 
 /*
  * Where the body goes. write() receives the bytes in order; restart() means
@@ -16,6 +17,13 @@ struct cb_sink {
 	enum cb_status (*write)(void *ctx, const void *data, size_t size, struct cb_error *err);
 	enum cb_status (*restart)(void *ctx, struct cb_error *err);
 	void *ctx;
+	/*
+	 * Optional (NULL: the body only arrives in order): bytes of a ranged GET
+	 * fetched ahead of the body (the zip's tail, its central directory), to
+	 * be stored at offset. Called on the same thread as write() and restart().
+	 */
+	enum cb_status (*write_at)(void *ctx, uint64_t offset, const void *data, size_t size,
+				   struct cb_error *err);
 };
 
 struct cb_fetch_options {
@@ -25,6 +33,18 @@ struct cb_fetch_options {
 	int64_t connect_timeout_ms; /* 0: default (10 s) */
 	long low_speed_bytes_per_s; /* abort below this rate ... 0: default (1024) */
 	long low_speed_time_s;      /* ... sustained this long; 0: default (15) */
+	/*
+	 * Optional, with sink->write_at: unpack while downloading. For http(s)
+	 * and s3 URLs, once the main GET's 200 gives the size and a strong ETag,
+	 * the tail of the object is fetched at once on a second connection (and
+	 * later what avail asks for, the central directory), its 206 checked
+	 * against what was asked, and recorded in avail as it completes; the
+	 * main GET's progress is the sink's to record. Anything unexpected turns
+	 * streaming off (cb_avail_disable); the download itself goes on as
+	 * without it. When the unpacker stops (cb_avail_stop), the download stops
+	 * too, with CB_E_DOWNLOAD.
+	 */
+	struct cb_avail *avail;
 };
 
 struct cb_fetch_result {

@@ -99,6 +99,8 @@ _Static_assert(UNPACK_STREAM_IN_BYTES <= UNPACK_WHOLE_MIN_BYTES &&
 #define ZIP_FLAG_ENCRYPTED 0x0001u
 #define ZIP_MADE_BY_UNIX 3u
 #define UNPACK_ENTRIES_MAX 1000000u
+/* libzip 1.7.3 looks for the end record in this many bytes at the end of the file. */
+#define LIBZIP_TAIL_BYTES (ZIP_EOCD_COMMENT_MAX + ZIP_EOCD_BYTES + ZIP64_LOCATOR_BYTES)
 
 /* File types as zip stores them (Unix st_mode bits, whatever the host's headers say). */
 #define ZIP_UNIX_IFMT 0170000u
@@ -137,6 +139,10 @@ struct unpack_entry {
 	mode_t mode;       /* what the file gets: 0644 or 0755 */
 	char *link_target; /* symlinks: NUL-terminated, owned */
 	uint32_t dir_id;   /* files and symlinks: the directory they go in */
+	/* Streaming (opts->avail): the entry after it in the file, and where it starts. */
+	const struct unpack_entry *next;
+	uint64_t next_offset; /* its local header, or the central directory's start */
+	bool header_checked;
 };
 
 /* A directory to create, named by an entry or implied by a deeper name. */
@@ -166,6 +172,8 @@ struct unpack_ctx {
 	const struct cb_unpack_options *opts;
 	struct cb_unpack_result *res;
 	struct cb_error *err;
+	struct cb_avail *avail; /* opts->avail: NULL when the zip is complete */
+	uint64_t cd_offset;     /* absolute */
 	zip_t *za;
 	unsigned char *cd_buf;
 	struct unpack_entry *entries;
@@ -356,6 +364,17 @@ static enum cb_status pread_exact(struct unpack_ctx *ctx, void *out, size_t len,
 				  const char *what)
 {
 	size_t done = 0;
+	enum cb_status st;
+
+	/* A hole not written yet reads as zeros: wait for the bytes (and ask for them). */
+	if (ctx->avail != NULL) {
+		if (offset > ctx->opts->size_bytes || len > ctx->opts->size_bytes - offset)
+			return cb_error_set(ctx->err, CB_E_ZIP, 0,
+					    "zip: truncated archive (the %s is cut short)", what);
+		st = cb_avail_wait(ctx->avail, offset, offset + len, true, ctx->err);
+		if (st != CB_OK)
+			return st;
+	}
 
 	while (done < len) {
 		ssize_t n = pread(ctx->opts->zip_fd, (unsigned char *)out + done, len - done,
@@ -428,7 +447,10 @@ static enum cb_status scan_end(struct unpack_ctx *ctx, struct unpack_cd *cd)
 	struct stat sb;
 	enum cb_status st;
 
-	if (fstat(ctx->opts->zip_fd, &sb) != 0) {
+	if (ctx->avail != NULL) {
+		/* Still downloading: the size is the whole object's. */
+		sb.st_size = (off_t)ctx->opts->size_bytes;
+	} else if (fstat(ctx->opts->zip_fd, &sb) != 0) {
 		int saved = errno;
 
 		return cb_error_set(ctx->err, CB_E_IO, saved, "zip: cannot stat the archive: %s",
@@ -904,25 +926,25 @@ static enum cb_status check_kind(struct unpack_ctx *ctx, struct unpack_entry *e,
 }
 
 /* The local header h (its fixed part and name) against the central directory. */
-static enum cb_status check_local_header(struct unpack_ctx *ctx, struct unpack_entry *e,
-					 const struct unpack_cd *cd, const unsigned char *h)
+static enum cb_status check_local_header(struct cb_error *err, struct unpack_entry *e,
+					 uint64_t cd_offset, const unsigned char *h)
 {
 	size_t want = ZIP_LFH_BYTES + e->raw_name_len;
 	uint64_t data_start;
 
 	if (memcmp(h, "PK\x03\x04", 4) != 0)
-		return refuse_entry(ctx, e, "no local header at its offset");
+		return entry_error_to(err, CB_E_ZIP, 0, e, "no local header at its offset");
 	if (rd16(h + 8) != e->method || ((rd16(h + 6) ^ e->flags) & ZIP_FLAG_ENCRYPTED) != 0)
-		return refuse_entry(ctx, e,
-				    "local header and central directory disagree on method or encryption");
+		return entry_error_to(err, CB_E_ZIP, 0, e,
+				      "local header and central directory disagree on method or encryption");
 	if (rd16(h + 26) != e->raw_name_len ||
 	    memcmp(h + ZIP_LFH_BYTES, e->raw_name, e->raw_name_len) != 0)
-		return refuse_entry(ctx, e,
-				    "local header and central directory disagree on the name");
+		return entry_error_to(err, CB_E_ZIP, 0, e,
+				      "local header and central directory disagree on the name");
 	data_start = e->local_offset + want + rd16(h + 28);
-	if (data_start > cd->cd_offset || cd->cd_offset - data_start < e->comp_size_bytes)
-		return refuse_entry(ctx, e,
-				    "data runs into the central directory (truncated archive?)");
+	if (data_start > cd_offset || cd_offset - data_start < e->comp_size_bytes)
+		return entry_error_to(err, CB_E_ZIP, 0, e,
+				      "data runs into the central directory (truncated archive?)");
 	e->data_offset = data_start;
 	e->data_end = data_start + e->comp_size_bytes;
 	return CB_OK;
@@ -991,7 +1013,8 @@ static enum cb_status check_local_headers(struct unpack_ctx *ctx, const struct u
 			if (st != CB_OK)
 				return st;
 		}
-		st = check_local_header(ctx, e, cd, ctx->buf + (e->local_offset - win_start));
+		st = check_local_header(ctx->err, e, cd->cd_offset,
+					ctx->buf + (e->local_offset - win_start));
 		if (st != CB_OK)
 			return st;
 	}
@@ -1017,6 +1040,98 @@ static enum cb_status check_overlaps(struct unpack_ctx *ctx)
 				      show_name(a->raw_name, a->raw_name_len, shown, sizeof(shown)));
 	}
 	return CB_OK;
+}
+
+/*
+ * Streaming: what the central directory alone says of the local headers (by
+ * the same rules as check_local_headers and check_overlaps), and, for each
+ * entry, where the next one starts: its local header is checked against that
+ * once its bytes arrive (check_header_now). by_name is borrowed, as there.
+ */
+static enum cb_status plan_offsets(struct unpack_ctx *ctx, const struct unpack_cd *cd)
+{
+	char shown[UNPACK_SHOWN_NAME_MAX];
+	struct unpack_entry **v = ctx->by_name;
+
+	for (size_t i = 0; i < ctx->count; i++)
+		v[i] = &ctx->entries[i];
+	qsort(v, ctx->count, sizeof(*v), cmp_offset);
+	for (size_t i = 0; i < ctx->count; i++) {
+		struct unpack_entry *e = v[i];
+		size_t want = ZIP_LFH_BYTES + e->raw_name_len;
+
+		if (e->local_offset > cd->cd_offset || cd->cd_offset - e->local_offset < want)
+			return refuse_entry(ctx, e, "local header lies outside the archive's data");
+		if (i > 0 && v[i - 1]->local_offset == e->local_offset)
+			return refuse(ctx, e->raw_name, e->raw_name_len,
+				      "shares its local header with entry \"%s\"",
+				      show_name(v[i - 1]->raw_name, v[i - 1]->raw_name_len, shown,
+						sizeof(shown)));
+		e->next = i + 1 < ctx->count ? v[i + 1] : NULL;
+		e->next_offset = i + 1 < ctx->count ? v[i + 1]->local_offset : cd->cd_offset;
+	}
+	return CB_OK;
+}
+
+/* Reads len bytes of the zip at offset for entry e (its local header, and maybe its data). */
+static enum cb_status pread_at(const struct unpack_ctx *ctx, const struct unpack_entry *e,
+			       unsigned char *buf, size_t len, uint64_t offset, struct cb_error *err)
+{
+	size_t done = 0;
+
+	while (done < len) {
+		ssize_t n = pread(ctx->opts->zip_fd, buf + done, len - done, (off_t)(offset + done));
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			int saved = errno;
+
+			return entry_error_to(err, CB_E_IO, saved, e,
+					      "cannot read it from the archive: %s",
+					      strerror(saved));
+		}
+		if (n == 0)
+			return entry_error_to(err, CB_E_ZIP, 0, e, "the archive ends inside it");
+		done += (size_t)n;
+	}
+	return CB_OK;
+}
+
+/* Streaming: the local header h against the central directory, its data against the next entry. */
+static enum cb_status check_header_in(const struct unpack_ctx *ctx, struct unpack_entry *e,
+				      const unsigned char *h, struct cb_error *err)
+{
+	char shown[UNPACK_SHOWN_NAME_MAX];
+	enum cb_status st;
+
+	st = check_local_header(err, e, ctx->cd_offset, h);
+	if (st != CB_OK)
+		return st;
+	if (e->data_end > e->next_offset && e->next != NULL)
+		return entry_error_to(err, CB_E_ZIP, 0, e->next, "overlaps the data of entry \"%s\"",
+				      show_name(e->raw_name, e->raw_name_len, shown, sizeof(shown)));
+	e->header_checked = true;
+	return CB_OK;
+}
+
+/*
+ * Streaming: the entry's local header, once its bytes are in, against the
+ * central directory, and its data against the next entry. buf holds at least
+ * UNPACK_BUF_BYTES. Any thread; errors go to err.
+ */
+static enum cb_status check_header_now(const struct unpack_ctx *ctx, struct unpack_entry *e,
+				       unsigned char *buf, struct cb_error *err)
+{
+	size_t want = ZIP_LFH_BYTES + e->raw_name_len;
+	enum cb_status st;
+
+	st = cb_avail_wait(ctx->avail, e->local_offset, e->local_offset + want, false, err);
+	if (st == CB_OK)
+		st = pread_at(ctx, e, buf, want, e->local_offset, err);
+	if (st != CB_OK)
+		return st;
+	return check_header_in(ctx, e, buf, err);
 }
 
 /* Compares a NUL-terminated name with key[0..len) in byte order. */
@@ -1552,6 +1667,12 @@ struct unpack_job {
 	atomic_bool stop; /* the first failure sets it; the others then stop */
 	atomic_uint_least64_t unpacked_bytes;
 	struct unpack_punch *punch; /* NULL unless the zip is consumed as it is extracted */
+	/*
+	 * Streaming: files[] holds every entry the workers take, in file order
+	 * (directories and symlinks too: their local headers are checked, the
+	 * targets read), and one stream of chunks follows the download.
+	 */
+	bool streaming;
 };
 
 struct unpack_worker {
@@ -1686,7 +1807,14 @@ static enum cb_status read_raw(struct unpack_worker *w, const struct unpack_entr
 {
 	int zip_fd = w->job->ctx->opts->zip_fd;
 	size_t done = 0;
+	enum cb_status st;
 
+	if (w->job->ctx->avail != NULL) {
+		st = cb_avail_wait(w->job->ctx->avail, e->data_offset + offset,
+				   e->data_offset + offset + len, false, &w->err);
+		if (st != CB_OK)
+			return st;
+	}
 	while (done < len) {
 		ssize_t n = pread(zip_fd, out + done, len - done,
 				  (off_t)(e->data_offset + offset + done));
@@ -1718,23 +1846,28 @@ static enum cb_status inflate_fail(struct unpack_worker *w, const struct unpack_
  * An entry that fits the buffers: read in one pread, inflated by libdeflate
  * and checked before the file exists, then written in one write.
  */
-static enum cb_status write_whole(struct unpack_worker *w, const struct unpack_entry *e)
+static enum cb_status write_whole_raw(struct unpack_worker *w, const struct unpack_entry *e,
+				      const unsigned char *raw)
 {
 	size_t size = (size_t)e->size_bytes, comp = (size_t)e->comp_size_bytes;
-	const unsigned char *data = w->in;
+	const unsigned char *data;
 	struct cb_error ierr;
 	int fd = -1;
 	enum cb_status st;
 
 	if (e->method == ZIP_CM_STORE && comp != size)
 		return worker_refuse(w, e, "data does not match its declared size");
-	st = read_raw(w, e, w->in, comp, 0);
-	if (st != CB_OK)
-		return st;
+	if (raw == NULL) {
+		st = read_raw(w, e, w->in, comp, 0);
+		if (st != CB_OK)
+			return st;
+		raw = w->in;
+	}
+	data = raw;
 	/* Some writers give an empty file no deflate stream at all: nothing to inflate. */
 	if (e->method == ZIP_CM_DEFLATE && !(comp == 0 && size == 0)) {
 		cb_error_init(&ierr);
-		st = cb_inflate_whole(w->inf, w->in, comp, w->out, size, &ierr);
+		st = cb_inflate_whole(w->inf, raw, comp, w->out, size, &ierr);
 		if (st != CB_OK)
 			return inflate_fail(w, e, &ierr);
 		data = w->out;
@@ -1750,6 +1883,11 @@ static enum cb_status write_whole(struct unpack_worker *w, const struct unpack_e
 		return st;
 	}
 	return finish_file(w, e, fd);
+}
+
+static enum cb_status write_whole(struct unpack_worker *w, const struct unpack_entry *e)
+{
+	return write_whole_raw(w, e, NULL);
 }
 
 /* Hands inflated (or stored) bytes to the file: never past the declared size. */
@@ -1783,20 +1921,30 @@ struct unpack_punch {
 	uint64_t *stream_punched;   /* per stream: where punching resumes */
 	struct unpack_entry **bigs; /* by offset, to keep out of other punches */
 	size_t nbigs;
+	/*
+	 * Streaming: never past what the download wrote in order, or it would
+	 * write those bytes again into the hole (and fetched ahead, they may
+	 * still be compared with the body).
+	 */
+	struct cb_avail *avail;
 };
 
 #define UNPACK_PUNCH_ALIGN 4096u
 #define UNPACK_PUNCH_STEP_BYTES (8u << 20)
 
-/* Punches the whole blocks inside [from, to) of fd. Best effort. */
-static void punch_raw(int fd, uint64_t from, uint64_t to)
+/* Punches the whole blocks inside [from, to) of the zip, below the prefix. Best effort. */
+static void punch_raw(const struct unpack_punch *punch, uint64_t from, uint64_t to)
 {
 	uint64_t a = (from + UNPACK_PUNCH_ALIGN - 1) / UNPACK_PUNCH_ALIGN * UNPACK_PUNCH_ALIGN;
 	uint64_t b = to / UNPACK_PUNCH_ALIGN * UNPACK_PUNCH_ALIGN;
 
+	if (punch->avail != NULL) {
+		cb_avail_punch(punch->avail, punch->fd, from, to);
+		return;
+	}
 	/* A file system without hole punching just keeps the bytes. */
 	if (b > a)
-		(void)fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)a,
+		(void)fallocate(punch->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)a,
 				(off_t)(b - a));
 }
 
@@ -1814,7 +1962,7 @@ static void punch_range(const struct unpack_punch *punch, uint64_t from, uint64_
 			end = big->local_offset > from ? big->local_offset : from;
 			next = big->data_end;
 		}
-		punch_raw(punch->fd, from, end);
+		punch_raw(punch, from, end);
 		from = next;
 	}
 }
@@ -1881,6 +2029,7 @@ static bool punch_init(struct unpack_punch *punch, struct unpack_job *job, int f
 
 	memset(punch, 0, sizeof(*punch));
 	punch->fd = fd;
+	punch->avail = job->ctx->avail;
 	punch->nbigs = job->nbigs;
 	punch->chunk_done = calloc(nchunks ? nchunks : 1, 1);
 	punch->stream_next = calloc(job->streams, sizeof(*punch->stream_next));
@@ -1947,7 +2096,7 @@ static enum cb_status write_streamed(struct unpack_worker *w, const struct unpac
 
 			if (w->job->punch != NULL &&
 			    e->data_offset + read_bytes - punched >= UNPACK_PUNCH_STEP_BYTES) {
-				punch_raw(w->job->punch->fd, punched, e->data_offset + read_bytes);
+				punch_raw(w->job->punch, punched, e->data_offset + read_bytes);
 				punched = e->data_offset + read_bytes;
 			}
 
@@ -1988,7 +2137,7 @@ static enum cb_status write_streamed(struct unpack_worker *w, const struct unpac
 	else if (crc != e->crc)
 		st = worker_refuse(w, e, "CRC mismatch (the data is corrupt)");
 	else if (w->job->punch != NULL)
-		punch_raw(w->job->punch->fd, punched, e->data_end);
+		punch_raw(w->job->punch, punched, e->data_end);
 out:
 	if (st != CB_OK) {
 		close(fd);
@@ -2021,6 +2170,84 @@ static bool next_chunk(struct unpack_job *job, size_t *first, size_t *end)
 	}
 }
 
+static bool is_fast_method(const struct unpack_entry *e)
+{
+	return e->method == ZIP_CM_STORE || e->method == ZIP_CM_DEFLATE;
+}
+
+static bool is_big(const struct unpack_entry *e, size_t limit_bytes)
+{
+	return e->size_bytes > limit_bytes || e->comp_size_bytes > limit_bytes;
+}
+
+/* Streaming: a symlink's target, read raw and checked by its CRC (not through libzip). */
+static enum cb_status read_link_raw(struct unpack_worker *w, struct unpack_entry *e)
+{
+	size_t size = (size_t)e->size_bytes, comp = (size_t)e->comp_size_bytes;
+	const unsigned char *data = w->in;
+	struct cb_error ierr;
+	enum cb_status st;
+
+	if (e->comp_size_bytes > w->job->limit_bytes)
+		return worker_refuse(w, e, "symlink data larger than any target");
+	if (e->method == ZIP_CM_STORE && comp != size)
+		return worker_refuse(w, e, "data does not match its declared size");
+	st = read_raw(w, e, w->in, comp, 0);
+	if (st != CB_OK)
+		return st;
+	if (e->method == ZIP_CM_DEFLATE) {
+		cb_error_init(&ierr);
+		st = cb_inflate_whole(w->inf, w->in, comp, w->out, size, &ierr);
+		if (st != CB_OK)
+			return inflate_fail(w, e, &ierr);
+		data = w->out;
+	}
+	if (cb_inflate_crc32(0, data, size) != e->crc)
+		return worker_refuse(w, e, "CRC mismatch (the data is corrupt)");
+	e->link_target = malloc(size + 1);
+	if (e->link_target == NULL)
+		return entry_error_to(&w->err, CB_E_NOMEM, ENOMEM, e, "out of memory");
+	memcpy(e->link_target, data, size);
+	e->link_target[size] = '\0';
+	return CB_OK;
+}
+
+/* Streaming: one entry as its bytes arrive, its local header checked first. */
+static enum cb_status stream_entry(struct unpack_worker *w, struct unpack_entry *e)
+{
+	const struct unpack_ctx *ctx = w->job->ctx;
+	uint64_t span = e->next_offset - e->local_offset;
+	enum cb_status st;
+
+	/* A small file: its header and data (up to the next entry) in one read. */
+	if (e->kind == UNPACK_FILE && !is_big(e, w->job->limit_bytes) &&
+	    span <= w->job->limit_bytes && span >= ZIP_LFH_BYTES + e->raw_name_len) {
+		st = cb_avail_wait(ctx->avail, e->local_offset, e->next_offset, false, &w->err);
+		if (st == CB_OK)
+			st = pread_at(ctx, e, w->in, (size_t)span, e->local_offset, &w->err);
+		if (st == CB_OK)
+			st = check_header_in(ctx, e, w->in, &w->err);
+		if (st != CB_OK)
+			return st;
+		return write_whole_raw(w, e, w->in + (e->data_offset - e->local_offset));
+	}
+	st = check_header_now(w->job->ctx, e, w->in, &w->err);
+	if (st != CB_OK)
+		return st;
+	switch (e->kind) {
+	case UNPACK_DIR:
+		return CB_OK; /* made already, from the central directory */
+	case UNPACK_SYMLINK:
+		return read_link_raw(w, e); /* made last, by the main thread */
+	case UNPACK_FILE:
+	case UNPACK_NONE:
+		break;
+	}
+	if (is_big(e, w->job->limit_bytes))
+		return write_streamed(w, e);
+	return write_whole(w, e);
+}
+
 static void *worker_run(void *arg)
 {
 	struct unpack_worker *w = arg;
@@ -2041,10 +2268,17 @@ static void *worker_run(void *arg)
 		size_t chunk = i / UNPACK_CHUNK_FILES;
 
 		for (; i < end; i++) {
+			enum cb_status st;
+
 			if (atomic_load_explicit(&job->stop, memory_order_relaxed))
 				return NULL;
-			if (write_whole(w, job->files[i]) != CB_OK) {
+			st = job->streaming ? stream_entry(w, job->files[i]) :
+					      write_whole(w, job->files[i]);
+			if (st != CB_OK) {
 				w->first_failure = !atomic_exchange(&job->stop, true);
+				/* Others may wait for bytes: wake them, and end the download. */
+				if (job->ctx->avail != NULL && w->err.code != CB_E_DOWNLOAD)
+					cb_avail_stop(job->ctx->avail);
 				return NULL;
 			}
 		}
@@ -2143,9 +2377,12 @@ static enum cb_status write_files(struct unpack_ctx *ctx, struct unpack_entry *c
 	job.files = files + nbigs;
 	job.nfiles = nfiles - nbigs;
 	job.limit_bytes = limit_bytes;
-	job.streams = workers;
+	job.streaming = ctx->avail != NULL;
+	/* Streaming: every worker near the download's front, not spread over the archive. */
+	job.streams = job.streaming ? 1 : workers;
 	job.chunks_per_stream =
-		((job.nfiles + UNPACK_CHUNK_FILES - 1) / UNPACK_CHUNK_FILES + workers - 1) / workers;
+		((job.nfiles + UNPACK_CHUNK_FILES - 1) / UNPACK_CHUNK_FILES + job.streams - 1) /
+		job.streams;
 	atomic_init(&job.next_big, 0);
 	atomic_init(&job.next, 0);
 	atomic_init(&job.stop, false);
@@ -2224,16 +2461,6 @@ static enum cb_status write_symlink(struct unpack_ctx *ctx, struct unpack_dir_ca
 		return sys_fail(ctx, e, errno, "create a symlink");
 	ctx->res->symlinks++;
 	return CB_OK;
-}
-
-static bool is_fast_method(const struct unpack_entry *e)
-{
-	return e->method == ZIP_CM_STORE || e->method == ZIP_CM_DEFLATE;
-}
-
-static bool is_big(const struct unpack_entry *e, size_t limit_bytes)
-{
-	return e->size_bytes > limit_bytes || e->comp_size_bytes > limit_bytes;
 }
 
 static int cmp_size_down(const void *a, const void *b)
@@ -2327,6 +2554,86 @@ static void libzip_release_finish(struct libzip_release *r)
 	r->started = false;
 }
 
+/* Every symlink's target, read (link_target) before: its characters, then where it leads. */
+static enum cb_status judge_links(struct unpack_ctx *ctx)
+{
+	char shown[UNPACK_SHOWN_NAME_MAX];
+	enum cb_status st;
+
+	for (size_t i = 0; i < ctx->count; i++) {
+		struct unpack_entry *e = &ctx->entries[i];
+
+		if (e->kind != UNPACK_SYMLINK)
+			continue;
+		assert(e->link_target != NULL);
+		if (strlen(e->link_target) != e->size_bytes)
+			return refuse_entry(ctx, e, "symlink target contains a NUL byte");
+		if (e->link_target[0] == '/')
+			return refuse(ctx, e->raw_name, e->raw_name_len,
+				      "symlink target \"%s\" is absolute",
+				      show_target(e, shown, sizeof(shown)));
+		if (strchr(e->link_target, '\\') != NULL)
+			return refuse_entry(ctx, e, "symlink target contains a backslash");
+	}
+	for (size_t i = 0; i < ctx->count; i++) {
+		if (ctx->entries[i].kind != UNPACK_SYMLINK)
+			continue;
+		st = check_link_target(ctx, &ctx->entries[i]);
+		if (st != CB_OK)
+			return st;
+	}
+	return CB_OK;
+}
+
+/* A symlink's target through libzip, which checks its CRC, into link_target. */
+static enum cb_status read_link_libzip(struct unpack_ctx *ctx, struct unpack_entry *e)
+{
+	enum cb_status st;
+
+	e->link_target = malloc((size_t)e->size_bytes + 1);
+	if (e->link_target == NULL)
+		return nomem(ctx);
+	st = read_entry(ctx, e, -1, e->link_target);
+	if (st != CB_OK)
+		return st;
+	e->link_target[e->size_bytes] = '\0';
+	return CB_OK;
+}
+
+/*
+ * Streaming: the workers' list is every entry they take, in file order:
+ * regular files, directories and symlinks stored or deflated.
+ */
+static enum cb_status list_stream(struct unpack_ctx *ctx, struct unpack_entry ***files_out,
+				  size_t *count_out)
+{
+	struct unpack_entry **files;
+	size_t n = 0;
+
+	files = malloc((ctx->count ? ctx->count : 1) * sizeof(*files));
+	if (files == NULL)
+		return nomem(ctx);
+	for (size_t i = 0; i < ctx->count; i++) {
+		struct unpack_entry *e = &ctx->entries[i];
+
+		if (e->kind == UNPACK_DIR || is_fast_method(e))
+			files[n++] = e;
+	}
+	qsort(files, n, sizeof(*files), cmp_local_offset);
+	*files_out = files;
+	*count_out = n;
+	return CB_OK;
+}
+
+/* What only libzip reads (other methods), in this thread, before the workers. */
+static bool needs_libzip(const struct unpack_ctx *ctx, const struct unpack_entry *e)
+{
+	if (is_fast_method(e))
+		return false;
+	/* Not streaming, symlink targets were read while judging. */
+	return e->kind == UNPACK_FILE || (ctx->avail != NULL && e->kind == UNPACK_SYMLINK);
+}
+
 static enum cb_status extract(struct unpack_ctx *ctx)
 {
 	struct unpack_entry **files = NULL;
@@ -2354,6 +2661,18 @@ static enum cb_status extract(struct unpack_ctx *ctx)
 	st = list_files(ctx, limit_bytes, &files, &nbigs);
 	if (st != CB_OK)
 		return st;
+	/* Streaming: the workers take every entry instead, in file order. */
+	if (ctx->avail != NULL) {
+		free(files);
+		files = NULL;
+		nbigs = 0;
+		st = list_stream(ctx, &files, &nfiles);
+		if (st != CB_OK)
+			return st;
+	}
+	libzip_files = false;
+	for (size_t i = 0; i < ctx->count; i++)
+		libzip_files = libzip_files || needs_libzip(ctx, &ctx->entries[i]);
 
 	if (!libzip_files)
 		libzip_release_start(ctx, &release);
@@ -2377,13 +2696,37 @@ static enum cb_status extract(struct unpack_ctx *ctx)
 	if (st != CB_OK)
 		goto out;
 
-	/* libzip's archive is not thread-safe: these stay in this thread, before the others. */
-	for (size_t i = 0; i < ctx->count && st == CB_OK; i++)
-		if (ctx->entries[i].kind == UNPACK_FILE && !is_fast_method(&ctx->entries[i]))
-			st = write_libzip_file(ctx, &cache, &ctx->entries[i]);
+	/*
+	 * libzip's archive is not thread-safe: these stay in this thread, before
+	 * the others. Streaming, they wait for the whole download: libzip reads
+	 * through stdio, whose buffer may hold bytes beyond those asked for, and
+	 * they must not be holes yet to be written.
+	 */
+	if (ctx->avail != NULL && libzip_files)
+		st = cb_avail_wait(ctx->avail, 0, ctx->opts->size_bytes, false, ctx->err);
+	for (size_t i = 0; i < ctx->count && st == CB_OK; i++) {
+		struct unpack_entry *e = &ctx->entries[i];
+
+		if (!needs_libzip(ctx, e))
+			continue;
+		if (ctx->avail != NULL)
+			st = check_header_now(ctx, e, ctx->buf, ctx->err);
+		if (st == CB_OK)
+			st = e->kind == UNPACK_FILE ? write_libzip_file(ctx, &cache, e) :
+						      read_link_libzip(ctx, e);
+	}
 	libzip_release_start(ctx, &release);
 	if (st == CB_OK && nfiles > 0)
 		st = write_files(ctx, files, nbigs, nfiles, workers, limit_bytes);
+	if (st == CB_OK && ctx->avail != NULL) {
+		/* Every local header was checked on the way; the targets are all in. */
+		for (size_t i = 0; i < ctx->count && st == CB_OK; i++)
+			if (!ctx->entries[i].header_checked)
+				st = refuse_entry(ctx, &ctx->entries[i],
+						  "its local header was never read");
+		if (st == CB_OK)
+			st = judge_links(ctx);
+	}
 
 	/* Last, so that no entry is ever written through a symlink. */
 	for (size_t i = 0; i < ctx->count && st == CB_OK; i++)
@@ -2461,18 +2804,25 @@ static enum cb_status judge_own(struct unpack_ctx *ctx, const struct unpack_cd *
 				    "%llu bytes (--max-size)",
 				    (unsigned long long)total,
 				    (unsigned long long)ctx->opts->max_size_bytes);
-	st = check_local_headers(ctx, cd);
-	if (st == CB_OK)
-		st = check_overlaps(ctx);
+	/* Streaming: local headers are checked as they arrive, before their entry is used. */
+	if (ctx->avail != NULL) {
+		st = plan_offsets(ctx, cd);
+	} else {
+		st = check_local_headers(ctx, cd);
+		if (st == CB_OK)
+			st = check_overlaps(ctx);
+	}
 	if (st == CB_OK)
 		st = check_tree(ctx);
 	return st;
 }
 
-/* What needs libzip: its view of every entry, then every symlink target; then the space. */
+/*
+ * What needs libzip: its view of every entry, then every symlink target
+ * (streaming: later, once present); then the space.
+ */
 static enum cb_status judge_libzip(struct unpack_ctx *ctx)
 {
-	char shown[UNPACK_SHOWN_NAME_MAX];
 	enum cb_status st;
 
 	for (size_t i = 0; i < ctx->count; i++) {
@@ -2481,31 +2831,15 @@ static enum cb_status judge_libzip(struct unpack_ctx *ctx)
 			return st;
 	}
 	/* Read every target first: resolving one may go through another. */
-	for (size_t i = 0; i < ctx->count; i++) {
-		struct unpack_entry *e = &ctx->entries[i];
-
-		if (e->kind != UNPACK_SYMLINK)
-			continue;
-		e->link_target = malloc((size_t)e->size_bytes + 1);
-		if (e->link_target == NULL)
-			return nomem(ctx);
-		st = read_entry(ctx, e, -1, e->link_target);
-		if (st != CB_OK)
-			return st;
-		e->link_target[e->size_bytes] = '\0';
-		if (strlen(e->link_target) != e->size_bytes)
-			return refuse_entry(ctx, e, "symlink target contains a NUL byte");
-		if (e->link_target[0] == '/')
-			return refuse(ctx, e->raw_name, e->raw_name_len,
-				      "symlink target \"%s\" is absolute",
-				      show_target(e, shown, sizeof(shown)));
-		if (strchr(e->link_target, '\\') != NULL)
-			return refuse_entry(ctx, e, "symlink target contains a backslash");
-	}
-	for (size_t i = 0; i < ctx->count; i++) {
+	for (size_t i = 0; i < ctx->count && ctx->avail == NULL; i++) {
 		if (ctx->entries[i].kind != UNPACK_SYMLINK)
 			continue;
-		st = check_link_target(ctx, &ctx->entries[i]);
+		st = read_link_libzip(ctx, &ctx->entries[i]);
+		if (st != CB_OK)
+			return st;
+	}
+	if (ctx->avail == NULL) {
+		st = judge_links(ctx);
 		if (st != CB_OK)
 			return st;
 	}
@@ -2546,6 +2880,7 @@ enum cb_status cb_unpack_zip(const struct cb_unpack_options *opts, struct cb_unp
 	ctx.opts = opts;
 	ctx.res = res;
 	ctx.err = err;
+	ctx.avail = opts->avail;
 	ctx.umask_bits = read_umask();
 	ctx.buf = malloc(UNPACK_BUF_BYTES);
 	if (ctx.buf == NULL) {
@@ -2559,10 +2894,21 @@ enum cb_status cb_unpack_zip(const struct cb_unpack_options *opts, struct cb_unp
 		st = scan_central(&ctx, &cd);
 	if (st != CB_OK)
 		goto out;
+	ctx.cd_offset = cd.cd_offset;
 	ctx.by_name = calloc(ctx.count ? ctx.count : 1, sizeof(*ctx.by_name));
 	if (ctx.by_name == NULL) {
 		st = nomem(&ctx);
 		goto out;
+	}
+	if (ctx.avail != NULL) {
+		/* libzip reads the end records from the last bytes: they must be in first. */
+		uint64_t window = cd.file_size - cd.prefix_bytes;
+
+		if (window > LIBZIP_TAIL_BYTES)
+			window = LIBZIP_TAIL_BYTES;
+		st = cb_avail_wait(ctx.avail, cd.file_size - window, cd.file_size, true, ctx.err);
+		if (st != CB_OK)
+			goto out;
 	}
 	libzip_open_start(&ctx, &cd, &opener);
 	st = judge_own(&ctx, &cd);

@@ -5,6 +5,7 @@
 #include <stdint.h>
 
 #include "../cache/cache.h"
+#include "avail.h"
 
 struct cb_unpack_options {
 	int zip_fd;            /* a seekable zip; the caller owns it (it is dup'ed) */
@@ -33,6 +34,18 @@ struct cb_unpack_options {
 	 * metadata alone would not fit is refused (CB_E_ZIP). 0: no budget.
 	 */
 	uint64_t memory_budget_bytes;
+	/*
+	 * Optional: the zip is still being downloaded into zip_fd, and avail says
+	 * which of its size_bytes are present (bootstrap/avail.h). Every read
+	 * first waits for its bytes; the archive is judged from its end records
+	 * and central directory, and each entry's local header right before the
+	 * entry is extracted, in file order, so extraction follows the download.
+	 * Symlink targets are read and checked once present, before any symlink
+	 * is made. Nothing the download has not written yet is punched out.
+	 * Errors then also: what cb_avail_wait returns.
+	 */
+	struct cb_avail *avail;
+	uint64_t size_bytes; /* with avail: the zip's whole size */
 };
 
 struct cb_unpack_result {

@@ -77,6 +77,7 @@ void cb_test_mem_sink_attach(struct cb_test_mem_sink *mem, struct cb_sink *sink)
 	sink->write = mem_write;
 	sink->restart = mem_restart;
 	sink->ctx = mem;
+	sink->write_at = NULL;
 }
 
 void cb_test_mem_sink_free(struct cb_test_mem_sink *mem)

@@ -390,9 +390,10 @@ class StaticServer:
     request log as a list of (method, path, status) tuples.
     """
 
-    def __init__(self, root, max_seconds=300.0):
+    def __init__(self, root, max_seconds=300.0, bytes_per_second=0):
         self.root = os.path.abspath(root)
         self.max_seconds = max_seconds
+        self.bytes_per_second = bytes_per_second
         self.log_path = os.path.join(fresh_dir("srvlog"), "requests.log")
         self.proc = None
         self.port = None
@@ -400,8 +401,11 @@ class StaticServer:
     def start(self, timeout_s=20.0):
         script = os.path.join(REPO, "tests", "servers", "static_server.py")
         open(self.log_path, "a").close()
-        self.proc = subprocess.Popen([sys.executable, script, "--root", self.root, "--log",
-                                      self.log_path, "--max-seconds", str(self.max_seconds)],
+        argv = [sys.executable, script, "--root", self.root, "--log", self.log_path,
+                "--max-seconds", str(self.max_seconds)]
+        if self.bytes_per_second:
+            argv += ["--bytes-per-second", str(self.bytes_per_second)]
+        self.proc = subprocess.Popen(argv,
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                      stdin=subprocess.DEVNULL)
         deadline = time.monotonic() + timeout_s

@@ -143,8 +143,8 @@ def test_lock_timeout_and_takeover_of_a_killed_holder():
 
 # ---- crash consistency ----
 
-KILL_KINDS = ["openat", "write", "mkdirat", "symlinkat", "renameat,renameat2", "close", "fsync",
-              "unlinkat", "ftruncate", "flock"]
+KILL_KINDS = ["openat", "write", "pwrite64", "mkdirat", "symlinkat", "renameat,renameat2", "close",
+              "fsync", "unlinkat", "ftruncate", "flock"]
 MAX_POINTS_PER_KIND = 40
 
 
@@ -205,22 +205,65 @@ def test_sigkill_at_every_kth_call_then_restart():
     check(total_points >= 50, "too few kill points: %d" % total_points)
 
 
-def cache_writes(cache, url, checksum, work):
+STREAM_KILL_KINDS = ["pwrite64", "fallocate", "openat", "mkdirat,symlinkat", "unlinkat"]
+STREAM_POINTS_PER_KIND = 4
+
+
+def test_sigkill_while_unpacking_during_the_download_then_restart():
+    """The same over HTTP with a bundle big enough to be unpacked while it downloads."""
+    if not cbtest.strace_available():
+        raise Skip("strace is not installed or cannot trace here")
+    from test_stream import STREAMING, make_big_tree  # noqa: E402 (a sibling test module)
+    work = cbtest.fresh_dir("skill")
+    src = make_big_tree(os.path.join(work, "src"))
+    www = os.path.join(work, "www")
+    os.makedirs(www)
+    zip_path = cbtest.zip_with_python(src, os.path.join(www, "big.zip"))
+    checksum = cbtest.coldboot_hash(zip_path)
+    covered = 0
+    with cbtest.StaticServer(www, bytes_per_second=50e6) as server:
+        url = server.url("big.zip")
+        proc = ensure(os.path.join(work, "clean"), url, checksum)
+        check_exit(proc, 0, "clean streamed start")
+        check(STREAMING in proc.stderr, "the clean start did not stream: %r" % proc.stderr[-800:])
+        for kind in STREAM_KILL_KINDS:
+            total = count_calls(os.path.join(work, "probe-" + kind), url, checksum, kind, work)
+            step = max(1, total // STREAM_POINTS_PER_KIND)
+            for n in range(max(1, step // 2), total + 1, step):
+                cache = os.path.join(work, "cache-%s-%d" % (kind, n))
+                inject = "inject=%s:signal=SIGKILL:when=%d" % (kind, n)
+                cbtest.run(["strace", "-f", "-qq", "-o", os.devnull, "-e", "trace=" + kind, "-e",
+                            inject, cbtest.COLDBOOT, "ensure", "--url", url, "--checksum", checksum,
+                            "--dir", cache], env=cbtest.base_env())
+                what = "after SIGKILL at %s #%d while streaming" % (kind, n)
+                check_complete_or_absent(cache, src, checksum, what)
+                proc = ensure(cache, url, checksum)
+                check_exit(proc, 0, "the restart " + what)
+                check(check_complete_or_absent(cache, src, checksum, "restart " + what),
+                      "restart %s published nothing" % what)
+                check_equal(leftovers(cache), [], "staging leftovers after the restart " + what)
+                covered += 1
+                cbtest.remove_tree(cache)
+    print("streaming kill points covered: %d" % covered, flush=True)
+    check(covered >= 10, "too few streaming kill points: %d" % covered)
+
+
+def cache_writes(cache, url, checksum, work, call="write"):
     """For each process of a clean cold start, front first: the numbers n of its write() calls
-    that write into the cache (its n-th write).
+    (or call's) that write into the cache (its n-th write).
 
     A cold start is two processes, the front and coldboot-cold (bootstrap/cold.h), and strace's
     inject counts each process's calls on its own: the numbers are per process.
     """
     log = os.path.join(work, "writes.log")
-    proc = cbtest.run(["strace", "-f", "-qq", "-y", "-o", log, "-e", "trace=write", cbtest.COLDBOOT,
+    proc = cbtest.run(["strace", "-f", "-qq", "-y", "-o", log, "-e", "trace=" + call, cbtest.COLDBOOT,
                        "ensure", "--url", url, "--checksum", checksum, "--dir", cache],
                       env=cbtest.base_env())
     check_exit(proc, 0, "cold start under strace")
     order, counts, points = [], {}, {}
     with open(log, errors="replace") as f:
         for line in f:
-            m = re.match(r"^(\d+)\s+write\(\d+<([^>]*)>", line)
+            m = re.match(r"^(\d+)\s+%s\(\d+<([^>]*)>" % call, line)
             if not m:
                 continue
             pid = int(m.group(1))
@@ -246,23 +289,27 @@ def test_enospc_while_writing_cleans_up_and_exits_7():
     real_helper = os.path.join(os.path.dirname(cbtest.COLDBOOT), "coldboot-cold")
     # Early (the download), middle and late (the unpack) writes of the helper, traced alone
     # through a wrapper; then the front's own (the marker), with the helper untraced.
-    runs = [("helper", n) for n in sorted({helper[0], helper[len(helper) // 2], helper[-1]})]
-    runs += [("front", n) for n in front]
-    for who, n in runs:
-        cache = os.path.join(work, "cache-%s-%d" % (who, n))
-        inject = ["strace", "-qq", "-o", os.devnull, "-e", "trace=write",
-                  "-e", "inject=write:error=ENOSPC:when=%d" % n]
+    runs = [("helper", "write", n) for n in sorted({helper[0], helper[len(helper) // 2], helper[-1]})]
+    runs += [("front", "write", n) for n in front]
+    # The download itself is written with pwrite (at its offset): its first and last writes.
+    pwrites = cache_writes(os.path.join(work, "probe-p"), url, checksum, work, "pwrite64")
+    check(len(pwrites) == 2 and len(pwrites[1]) >= 1, "pwrites into the cache: %s" % pwrites)
+    runs += [("helper", "pwrite64", n) for n in sorted({pwrites[1][0], pwrites[1][-1]})]
+    for who, call, n in runs:
+        cache = os.path.join(work, "cache-%s-%s-%d" % (who, call, n))
+        inject = ["strace", "-qq", "-o", os.devnull, "-e", "trace=" + call,
+                  "-e", "inject=%s:error=ENOSPC:when=%d" % (call, n)]
         argv = ["ensure", "--url", url, "--checksum", checksum, "--dir", cache]
         env = cbtest.without_leak_check(cbtest.base_env())
         if who == "helper":
-            wrapper = os.path.join(work, "helper-%d" % n)
+            wrapper = os.path.join(work, "helper-%s-%d" % (call, n))
             cbtest.write_file(wrapper, "#!/bin/sh\nexec %s %s \"$@\"\n"
                               % (" ".join(inject), real_helper), mode=0o755)
             env["COLDBOOT_COLD_EXE"] = wrapper
             proc = cbtest.run([cbtest.COLDBOOT] + argv, env=env)
         else:
             proc = cbtest.run(inject + [cbtest.COLDBOOT] + argv, env=env)
-        what = "ENOSPC at the %s's write #%d" % (who, n)
+        what = "ENOSPC at the %s's %s #%d" % (who, call, n)
         check_exit(proc, 7, what)
         check("space" in proc.stderr.lower(), "%s: message mentions space: %r" % (what, proc.stderr))
         check_equal(published(cache), [], "published after " + what)

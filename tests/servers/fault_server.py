@@ -27,6 +27,9 @@ that wants fresh state adds an `id/<anything>/` segment):
     stall-once/<N>          the first response sends N body bytes, then stalls
     ignore-range            Range is ignored: always 200 with the whole body
     etag-changes            every response has a new ETag, and If-Match is ignored (as s3rver does)
+    etag-from/<K>           requests from the K-th on (0-based) get another ETag (same body)
+    from503/<K>             requests from the K-th on (0-based) are answered with 503
+    pause/<MS>              a response cut by cut/<N> waits MS ms before the connection closes
     if-match-412            every response has a new ETag, and If-Match is honoured with 412
     no-etag                 no ETag header
     weak-etag               a weak ETag (W/"...")
@@ -76,7 +79,7 @@ ALWAYS_RE = re.compile(r"^always(\d{3})$")
 
 # Faults that take one argument segment.
 WITH_ARG = {"id", "cut", "cutevery", "rst", "retryafter", "stall-once", "slow", "redirect",
-            "big-error"}
+            "big-error", "etag-from", "from503", "pause"}
 
 _pattern_cache = {}
 _pattern_lock = threading.Lock()
@@ -264,6 +267,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
             if m:
                 self._simple(path, int(m.group(1)), b"injected %s\n" % m.group(1).encode())
                 return
+        if "from503" in faults and nth >= int(faults["from503"][0]):
+            self._simple(path, 503, b"injected 503\n")
+            return
         if "retryafter" in faults and nth == 0:
             self._simple(path, 503, b"slow down\n", [("Retry-After", faults["retryafter"][0])])
             return
@@ -296,6 +302,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
         etag = '"%s"' % hashlib.sha1(body).hexdigest()
         if "etag-changes" in faults or "if-match-412" in faults:
             etag = '"%s-%d"' % (hashlib.sha1(body).hexdigest()[:16], nth)
+        if "etag-from" in faults and nth >= int(faults["etag-from"][0]):
+            etag = '"%s-changed"' % hashlib.sha1(body).hexdigest()[:16]
         if "weak-etag" in faults:
             etag = "W/" + etag
         if "if-match-412" in faults:
@@ -370,6 +378,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if stall:
             self._stall()
             return
+        if "pause" in faults and limit < len(part):
+            self.wfile.flush()
+            time.sleep(int(faults["pause"][0]) / 1000.0)
         if limit < len(part) or "huge-length" in faults:
             self._close_now(reset)
 

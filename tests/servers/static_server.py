@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """A plain static HTTP server for the end-to-end tests, bound to 127.0.0.1 only.
 
-    static_server.py --root DIR [--log FILE] [--max-seconds N]
+    static_server.py --root DIR [--log FILE] [--max-seconds N] [--bytes-per-second N]
 
 It picks a free port, prints it on the first line of stdout, then serves the
 files under DIR like any static web server: GET and HEAD, a single byte range
@@ -9,6 +9,8 @@ files under DIR like any static web server: GET and HEAD, a single byte range
 Every request is appended to --log as one line "METHOD PATH STATUS BYTES
 RANGE" (flushed at once), so a test can assert how many requests were made.
 It exits by itself after --max-seconds (default 600), or on SIGTERM/SIGINT.
+With --bytes-per-second each response's body is paced at about that rate, as
+over a real network (the loopback is faster than any extraction).
 """
 import argparse
 import http.server
@@ -17,6 +19,7 @@ import re
 import signal
 import sys
 import threading
+import time
 
 RANGE_RE = re.compile(r"^bytes=(\d*)-(\d*)$")
 
@@ -110,6 +113,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
                         break
                     sent += len(chunk)
                     left -= len(chunk)
+                    if self.server.bytes_per_second > 0:
+                        time.sleep(len(chunk) / self.server.bytes_per_second)
         self._log_line(status, sent, range_header)
 
     def do_GET(self):  # noqa: N802 (the base class's name)
@@ -124,11 +129,13 @@ def main():
     parser.add_argument("--root", required=True)
     parser.add_argument("--log")
     parser.add_argument("--max-seconds", type=float, default=600.0)
+    parser.add_argument("--bytes-per-second", type=float, default=0.0)
     args = parser.parse_args()
 
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     server.daemon_threads = True
     server.root = os.path.abspath(args.root)
+    server.bytes_per_second = args.bytes_per_second
     server.log_lock = threading.Lock()
     server.log_file = open(args.log, "a", encoding="utf-8") if args.log else None
 

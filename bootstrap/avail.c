@@ -1,0 +1,375 @@
+/*
+ * The bytes present in a file being downloaded (see avail.h). One mutex and
+ * one condition variable; waits use CLOCK_MONOTONIC, as cb_clock_now_ms.
+ */
+#define _GNU_SOURCE /* fallocate */
+#include "avail.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/falloc.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <time.h>
+
+/* The tail and the central directory, merged when they touch: a few suffice. */
+#define AVAIL_RANGES_MAX 4u
+
+enum avail_state {
+	AVAIL_PENDING,   /* streaming may still start */
+	AVAIL_STREAMING, /* the first range is in: the unpacker runs */
+	AVAIL_OFF,       /* never streaming */
+	AVAIL_BROKEN,    /* it started, then the bytes stopped being trustworthy */
+};
+
+struct avail_range {
+	uint64_t start, end;
+};
+
+struct cb_avail {
+	pthread_mutex_t lock;
+	pthread_cond_t changed;
+	int64_t deadline_ms;
+	enum avail_state state;
+	uint64_t total_bytes;
+	uint64_t prefix_bytes;
+	struct avail_range ranges[AVAIL_RANGES_MAX];
+	size_t nranges;
+	struct avail_range request;
+	bool has_request, request_taken;
+	bool download_ended, download_ok;
+	bool stopped, stopped_first;
+	void (*wake)(void *ctx);
+	void *wake_ctx;
+};
+
+struct cb_avail *cb_avail_new(int64_t deadline_ms)
+{
+	struct cb_avail *a = calloc(1, sizeof(*a));
+	pthread_condattr_t attr;
+
+	if (a == NULL)
+		return NULL;
+	if (pthread_condattr_init(&attr) != 0) {
+		free(a);
+		return NULL;
+	}
+	(void)pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+	if (pthread_mutex_init(&a->lock, NULL) != 0) {
+		pthread_condattr_destroy(&attr);
+		free(a);
+		return NULL;
+	}
+	if (pthread_cond_init(&a->changed, &attr) != 0) {
+		pthread_mutex_destroy(&a->lock);
+		pthread_condattr_destroy(&attr);
+		free(a);
+		return NULL;
+	}
+	pthread_condattr_destroy(&attr);
+	a->deadline_ms = deadline_ms;
+	a->state = AVAIL_PENDING;
+	return a;
+}
+
+void cb_avail_destroy(struct cb_avail *a)
+{
+	if (a == NULL)
+		return;
+	pthread_cond_destroy(&a->changed);
+	pthread_mutex_destroy(&a->lock);
+	free(a);
+}
+
+void cb_avail_set_total(struct cb_avail *a, uint64_t total_bytes)
+{
+	pthread_mutex_lock(&a->lock);
+	a->total_bytes = total_bytes;
+	pthread_mutex_unlock(&a->lock);
+}
+
+void cb_avail_set_prefix(struct cb_avail *a, uint64_t prefix_bytes)
+{
+	pthread_mutex_lock(&a->lock);
+	a->prefix_bytes = prefix_bytes;
+	pthread_cond_broadcast(&a->changed);
+	pthread_mutex_unlock(&a->lock);
+}
+
+void cb_avail_add_range(struct cb_avail *a, uint64_t start, uint64_t end)
+{
+	pthread_mutex_lock(&a->lock);
+	if (start >= end || (a->state != AVAIL_PENDING && a->state != AVAIL_STREAMING))
+		goto out;
+	/* Merge with every range it touches; the merged one replaces them. */
+	for (size_t i = 0; i < a->nranges;) {
+		struct avail_range *r = &a->ranges[i];
+
+		if (r->end < start || r->start > end) {
+			i++;
+			continue;
+		}
+		start = r->start < start ? r->start : start;
+		end = r->end > end ? r->end : end;
+		a->ranges[i] = a->ranges[--a->nranges];
+	}
+	if (a->nranges == AVAIL_RANGES_MAX)
+		goto out; /* cannot happen with a tail and a central directory; harmless anyway */
+	a->ranges[a->nranges].start = start;
+	a->ranges[a->nranges].end = end;
+	a->nranges++;
+	if (a->state == AVAIL_PENDING)
+		a->state = AVAIL_STREAMING;
+	pthread_cond_broadcast(&a->changed);
+out:
+	pthread_mutex_unlock(&a->lock);
+}
+
+bool cb_avail_overlap(struct cb_avail *a, uint64_t start, uint64_t end, uint64_t *from, uint64_t *to)
+{
+	bool found = false;
+
+	pthread_mutex_lock(&a->lock);
+	for (size_t i = 0; i < a->nranges; i++) {
+		const struct avail_range *r = &a->ranges[i];
+		uint64_t s = r->start > start ? r->start : start;
+		uint64_t e = r->end < end ? r->end : end;
+
+		if (s < e && (!found || s < *from)) {
+			*from = s;
+			*to = e;
+			found = true;
+		}
+	}
+	pthread_mutex_unlock(&a->lock);
+	return found;
+}
+
+void cb_avail_disable(struct cb_avail *a)
+{
+	pthread_mutex_lock(&a->lock);
+	if (a->state == AVAIL_PENDING)
+		a->state = AVAIL_OFF;
+	else if (a->state == AVAIL_STREAMING)
+		a->state = AVAIL_BROKEN;
+	a->nranges = 0;
+	a->prefix_bytes = 0;
+	a->has_request = false;
+	pthread_cond_broadcast(&a->changed);
+	pthread_mutex_unlock(&a->lock);
+}
+
+bool cb_avail_usable(struct cb_avail *a)
+{
+	bool usable;
+
+	pthread_mutex_lock(&a->lock);
+	usable = a->state == AVAIL_PENDING || a->state == AVAIL_STREAMING;
+	pthread_mutex_unlock(&a->lock);
+	return usable;
+}
+
+bool cb_avail_broken(struct cb_avail *a)
+{
+	bool broken;
+
+	pthread_mutex_lock(&a->lock);
+	broken = a->state == AVAIL_BROKEN;
+	pthread_mutex_unlock(&a->lock);
+	return broken;
+}
+
+void cb_avail_download_done(struct cb_avail *a, bool ok)
+{
+	pthread_mutex_lock(&a->lock);
+	a->download_ended = true;
+	a->download_ok = ok;
+	if (a->state == AVAIL_PENDING)
+		a->state = AVAIL_OFF;
+	pthread_cond_broadcast(&a->changed);
+	pthread_mutex_unlock(&a->lock);
+}
+
+bool cb_avail_take_request(struct cb_avail *a, uint64_t *start, uint64_t *end)
+{
+	bool found;
+
+	pthread_mutex_lock(&a->lock);
+	found = a->has_request && !a->request_taken;
+	if (found) {
+		*start = a->request.start;
+		*end = a->request.end;
+		a->request_taken = true;
+	}
+	pthread_mutex_unlock(&a->lock);
+	return found;
+}
+
+void cb_avail_set_waker(struct cb_avail *a, void (*wake)(void *ctx), void *ctx)
+{
+	pthread_mutex_lock(&a->lock);
+	a->wake = wake;
+	a->wake_ctx = ctx;
+	pthread_mutex_unlock(&a->lock);
+}
+
+bool cb_avail_stopped(struct cb_avail *a)
+{
+	bool stopped;
+
+	pthread_mutex_lock(&a->lock);
+	stopped = a->stopped_first;
+	pthread_mutex_unlock(&a->lock);
+	return stopped;
+}
+
+enum cb_avail_start cb_avail_wait_start(struct cb_avail *a, uint64_t *total_bytes)
+{
+	enum cb_avail_start verdict;
+
+	pthread_mutex_lock(&a->lock);
+	while (a->state == AVAIL_PENDING)
+		pthread_cond_wait(&a->changed, &a->lock);
+	verdict = a->state == AVAIL_STREAMING ? CB_AVAIL_STREAM : CB_AVAIL_NO;
+	*total_bytes = a->total_bytes;
+	pthread_mutex_unlock(&a->lock);
+	return verdict;
+}
+
+/*
+ * Where [start, end) stops being present (end when all of it is), walking
+ * the prefix and the ranges. Called with the lock held.
+ */
+static uint64_t present_until(const struct cb_avail *a, uint64_t start, uint64_t end)
+{
+	uint64_t at = start;
+	bool moved = true;
+
+	while (at < end && moved) {
+		moved = false;
+		if (at < a->prefix_bytes) {
+			at = a->prefix_bytes;
+			moved = true;
+		}
+		for (size_t i = 0; i < a->nranges; i++) {
+			if (a->ranges[i].start <= at && at < a->ranges[i].end) {
+				at = a->ranges[i].end;
+				moved = true;
+			}
+		}
+	}
+	return at < end ? at : end;
+}
+
+/* The start of the first range at or after at, or end. Lock held. */
+static uint64_t next_range_start(const struct cb_avail *a, uint64_t at, uint64_t end)
+{
+	for (size_t i = 0; i < a->nranges; i++)
+		if (a->ranges[i].start > at && a->ranges[i].start < end)
+			end = a->ranges[i].start;
+	return end;
+}
+
+enum cb_status cb_avail_wait(struct cb_avail *a, uint64_t start, uint64_t end, bool ask,
+			     struct cb_error *err)
+{
+	enum cb_status status = CB_OK;
+	struct timespec ts;
+	int64_t left_ms;
+	uint64_t gap;
+
+	pthread_mutex_lock(&a->lock);
+	for (;;) {
+		if (a->stopped) {
+			status = cb_error_set(err, CB_E_ZIP, 0, "unpacking stopped");
+			break;
+		}
+		if (a->state == AVAIL_BROKEN || a->state == AVAIL_OFF) {
+			status = cb_error_set(err, CB_E_DOWNLOAD, 0,
+					      "the object changed while it was unpacked");
+			break;
+		}
+		gap = present_until(a, start, end);
+		if (gap >= end)
+			break;
+		if (a->download_ended) {
+			status = cb_error_set(err, CB_E_DOWNLOAD, 0,
+					      a->download_ok ?
+						      "the download ended before byte %llu" :
+						      "the download failed",
+					      (unsigned long long)gap);
+			break;
+		}
+		if (ask && !a->has_request) {
+			a->request.start = gap;
+			a->request.end = next_range_start(a, gap, end);
+			a->has_request = true;
+			a->request_taken = false;
+			if (a->wake != NULL)
+				a->wake(a->wake_ctx);
+		}
+		if (a->deadline_ms <= 0) {
+			pthread_cond_wait(&a->changed, &a->lock);
+			continue;
+		}
+		left_ms = a->deadline_ms - cb_clock_now_ms();
+		if (left_ms <= 0) {
+			status =
+				cb_error_set(err, CB_E_DOWNLOAD, 0,
+					     "the deadline passed while unpacking waited for the download");
+			break;
+		}
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		ts.tv_sec += (time_t)(left_ms / 1000);
+		ts.tv_nsec += (long)(left_ms % 1000) * 1000000L;
+		if (ts.tv_nsec >= 1000000000L) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000L;
+		}
+		(void)pthread_cond_timedwait(&a->changed, &a->lock, &ts);
+	}
+	pthread_mutex_unlock(&a->lock);
+	return status;
+}
+
+uint64_t cb_avail_prefix(struct cb_avail *a)
+{
+	uint64_t prefix;
+
+	pthread_mutex_lock(&a->lock);
+	prefix = a->prefix_bytes;
+	pthread_mutex_unlock(&a->lock);
+	return prefix;
+}
+
+void cb_avail_punch(struct cb_avail *a, int fd, uint64_t from, uint64_t to)
+{
+	uint64_t start =
+		(from + CB_AVAIL_PUNCH_ALIGN - 1) / CB_AVAIL_PUNCH_ALIGN * CB_AVAIL_PUNCH_ALIGN;
+	uint64_t end;
+
+	pthread_mutex_lock(&a->lock);
+	if (a->state == AVAIL_STREAMING) {
+		if (to > a->prefix_bytes)
+			to = a->prefix_bytes;
+		end = to / CB_AVAIL_PUNCH_ALIGN * CB_AVAIL_PUNCH_ALIGN;
+		/* A file system without hole punching just keeps the bytes. */
+		if (end > start)
+			(void)fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+					(off_t)start, (off_t)(end - start));
+	}
+	pthread_mutex_unlock(&a->lock);
+}
+
+void cb_avail_stop(struct cb_avail *a)
+{
+	pthread_mutex_lock(&a->lock);
+	/* A broken stream explains the unpacker's failure: the download must go on. */
+	if (!a->stopped && !a->download_ended && a->state != AVAIL_BROKEN)
+		a->stopped_first = true;
+	a->stopped = true;
+	if (a->wake != NULL)
+		a->wake(a->wake_ctx);
+	pthread_cond_broadcast(&a->changed);
+	pthread_mutex_unlock(&a->lock);
+}
