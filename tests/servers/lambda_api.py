@@ -31,7 +31,7 @@ does on Lambda: no event is sent after it. Endpoints:
   POST /2018-06-01/runtime/invocation/ID/response, .../ID/error
   POST /2018-06-01/runtime/init/error      Lambda-Runtime-Function-Error-Type
 
-Every request is appended to --log as one JSON line when its answer is sent:
+Every request is appended to --log as one JSON line just before its answer is sent:
 {"seq", "method", "path", "headers" (lower-case names), "body", "status"}.
 --chunked sends event bodies with chunked transfer encoding; --drop-after-event
 closes the connection after every event/next answer without saying so (the
@@ -157,6 +157,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     def _answer(self, status, obj, body_in="", headers=(), chunked=False, drop=False):
         data = json.dumps(obj).encode()
+        # Logged before the answer goes out: a client that exits on it must find it logged.
+        self.env.log(self.command, self.path, dict(self.headers.items()), body_in, status)
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         for name, value in headers:
@@ -173,7 +175,6 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.end_headers()
             self.wfile.write(data)
         self.wfile.flush()
-        self.env.log(self.command, self.path, dict(self.headers.items()), body_in, status)
         if drop:
             # Close without "Connection: close": the client finds out on its next request.
             self.close_connection = True
