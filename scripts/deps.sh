@@ -44,7 +44,10 @@ fi
 # npm writes node_modules/.package-lock.json after every install: older than the lock means stale.
 if [[ -f "$repo/package-lock.json" ]]; then
 	hidden_lock=$repo/node_modules/.package-lock.json
-	if [[ ! -f "$hidden_lock" || "$repo/package-lock.json" -nt "$hidden_lock" ]]; then
+	if [[ -L $repo/node_modules ]]; then
+		# Shared with another checkout (a git worktree): npm ci would empty the other one's.
+		echo "deps: node_modules is a symlink; not reinstalling through it"
+	elif [[ ! -f "$hidden_lock" || "$repo/package-lock.json" -nt "$hidden_lock" ]]; then
 		echo "deps: npm ci"
 		(cd "$repo" && npm ci --no-audit --no-fund --loglevel=error)
 	else
