@@ -18,7 +18,7 @@ COLORS = {
     "cb_http": "#1b7837", "cb_s3": "#5aae61", "cb_file": "#a6dba0",
     "curl_unzip": "#762a83", "aws_unzip": "#9970ab", "curl_pyzip": "#c2a5cf",
     "curl_only": "#4d4d4d", "s3_only": "#878787", "unzip_local": "#bababa",
-    "write_floor": "#e0e0e0",
+    "write_floor": "#e0e0e0", "cb_paced": "#00441b", "curl_paced": "#252525",
 }
 ROW_H = 18
 BAR_H = 12

@@ -262,6 +262,8 @@ class Bench:
             ("aws_unzip", "aws s3 cp + unzip (s3rver)", self.c_aws_unzip),
             ("curl_pyzip", "curl + python zipfile (nginx)", self.c_curl_pyzip),
             ("curl_only", "download only: curl (nginx)", self.c_curl_only),
+            ("cb_paced", "coldboot cold (nginx at 100 MB/s)", self.c_cb_paced),
+            ("curl_paced", "download only: curl (nginx at 100 MB/s)", self.c_curl_paced),
             ("s3_only", "download only: curl --aws-sigv4 (s3rver)", self.c_s3_only),
             ("unzip_local", "inflate only: unzip -q local zip", self.c_unzip_local),
             ("cb_file", "coldboot cold (file://)", self.c_cb_file),
@@ -274,6 +276,8 @@ class Bench:
             if key == "s3_only" and not self.s3_curl_ok:
                 continue
             if key == "write_floor" and not os.access(self.write_floor, os.X_OK):
+                continue
+            if key in ("cb_paced", "curl_paced") and not (self.http_kind or "").startswith("nginx"):
                 continue
             out.append((key, label, fn))
         return out
@@ -316,6 +320,15 @@ class Bench:
     def c_curl_pyzip(self, b, d):
         return (["bash", "-c", 'curl -s -f -o "$1/x.zip" "$2" && "$4" -c "$3" "$1/x.zip" "$1/out"',
                  "_", d, self.url(b), PYZIP, PYTHON], self.base_env, os.path.join(d, "out"))
+
+    def paced_url(self, b):
+        return "%s/paced/%s.zip" % (self.http, b)
+
+    def c_cb_paced(self, b, d):
+        return self.cb_argv(self.paced_url(b), b, d), self.base_env, self.cb_dest(b, d)
+
+    def c_curl_paced(self, b, d):
+        return ["curl", "-s", "-f", "-o", "/dev/null", self.paced_url(b)], self.base_env, None
 
     def c_curl_only(self, b, d):
         return ["curl", "-s", "-f", "-o", "/dev/null", self.url(b)], self.base_env, None
