@@ -1670,13 +1670,18 @@ struct unpack_job {
 	/*
 	 * Streaming: files[] holds every entry the workers take, in file order
 	 * (directories and symlinks too: their local headers are checked, the
-	 * targets read), and one stream of chunks follows the download.
+	 * targets read). Each stream of chunks has its own cursor: a worker takes
+	 * from its own stream while the bytes are there (threads in different
+	 * directories), else from any stream whose next chunk is present, else
+	 * the chunk nearest the download's front (see next_chunk_streaming).
 	 */
 	bool streaming;
+	atomic_size_t cursor[UNPACK_WORKERS_MAX];
 };
 
 struct unpack_worker {
 	struct unpack_job *job;
+	size_t index; /* 0 .. workers - 1: the stream it prefers when streaming */
 	struct cb_inflate *inf;
 	unsigned char *in;                 /* limit_bytes: compressed bytes */
 	unsigned char *out;                /* limit_bytes: inflated bytes */
@@ -2170,6 +2175,73 @@ static bool next_chunk(struct unpack_job *job, size_t *first, size_t *end)
 	}
 }
 
+/* Chunk k of stream s as an index into files[], or SIZE_MAX when there is none. */
+static size_t stream_chunk(const struct unpack_job *job, size_t s, size_t k)
+{
+	size_t chunk = s * job->chunks_per_stream + k;
+
+	if (k >= job->chunks_per_stream || chunk * UNPACK_CHUNK_FILES >= job->nfiles)
+		return SIZE_MAX;
+	return chunk;
+}
+
+/* Takes the next chunk of stream s: true with it in *chunk, false when s has none left. */
+static bool take_from_stream(struct unpack_job *job, size_t s, size_t *chunk)
+{
+	size_t k = atomic_fetch_add_explicit(&job->cursor[s], 1, memory_order_relaxed);
+
+	*chunk = stream_chunk(job, s, k);
+	return *chunk != SIZE_MAX;
+}
+
+/*
+ * Streaming's next_chunk. Two threads creating files in one directory queue
+ * on its lock (in the kernel, spinning), and neighbouring chunks share
+ * directories; so while the download is ahead, each worker keeps to its own
+ * stretch of the archive, as without streaming. A worker whose stretch has
+ * not arrived yet helps where bytes are present, and with nothing present
+ * anywhere waits for the chunk nearest the download's front.
+ */
+static bool next_chunk_streaming(struct unpack_job *job, size_t index, size_t *first, size_t *end)
+{
+	uint64_t present = cb_avail_prefix(job->ctx->avail);
+	size_t chunk = SIZE_MAX;
+
+	for (size_t n = 0; n < job->streams && chunk == SIZE_MAX; n++) {
+		size_t s = (index + n) % job->streams;
+		size_t k = atomic_load_explicit(&job->cursor[s], memory_order_relaxed);
+		size_t c = stream_chunk(job, s, k);
+		size_t last;
+
+		if (c == SIZE_MAX)
+			continue;
+		last = (c + 1) * UNPACK_CHUNK_FILES;
+		last = (last < job->nfiles ? last : job->nfiles) - 1;
+		if (job->files[last]->data_end <= present && !take_from_stream(job, s, &chunk))
+			chunk = SIZE_MAX;
+	}
+	while (chunk == SIZE_MAX) {
+		size_t best = SIZE_MAX;
+		uint64_t best_at = UINT64_MAX;
+
+		for (size_t s = 0; s < job->streams; s++) {
+			size_t k = atomic_load_explicit(&job->cursor[s], memory_order_relaxed);
+			size_t c = stream_chunk(job, s, k);
+
+			if (c != SIZE_MAX && chunk_start(job, c) < best_at) {
+				best = s;
+				best_at = chunk_start(job, c);
+			}
+		}
+		if (best == SIZE_MAX)
+			return false; /* every stream is done */
+		(void)take_from_stream(job, best, &chunk);
+	}
+	*first = chunk * UNPACK_CHUNK_FILES;
+	*end = *first + UNPACK_CHUNK_FILES < job->nfiles ? *first + UNPACK_CHUNK_FILES : job->nfiles;
+	return true;
+}
+
 static bool is_fast_method(const struct unpack_entry *e)
 {
 	return e->method == ZIP_CM_STORE || e->method == ZIP_CM_DEFLATE;
@@ -2264,7 +2336,8 @@ static void *worker_run(void *arg)
 			return NULL;
 		}
 	}
-	while (next_chunk(job, &i, &end)) {
+	while (job->streaming ? next_chunk_streaming(job, w->index, &i, &end) :
+				next_chunk(job, &i, &end)) {
 		size_t chunk = i / UNPACK_CHUNK_FILES;
 
 		for (; i < end; i++) {
@@ -2378,13 +2451,14 @@ static enum cb_status write_files(struct unpack_ctx *ctx, struct unpack_entry *c
 	job.nfiles = nfiles - nbigs;
 	job.limit_bytes = limit_bytes;
 	job.streaming = ctx->avail != NULL;
-	/* Streaming: every worker near the download's front, not spread over the archive. */
-	job.streams = job.streaming ? 1 : workers;
+	job.streams = workers;
 	job.chunks_per_stream =
 		((job.nfiles + UNPACK_CHUNK_FILES - 1) / UNPACK_CHUNK_FILES + job.streams - 1) /
 		job.streams;
 	atomic_init(&job.next_big, 0);
 	atomic_init(&job.next, 0);
+	for (size_t s = 0; s < UNPACK_WORKERS_MAX; s++)
+		atomic_init(&job.cursor[s], 0);
 	atomic_init(&job.stop, false);
 	atomic_init(&job.unpacked_bytes, ctx->res->unpacked_bytes);
 	job.punch = NULL;
@@ -2392,6 +2466,7 @@ static enum cb_status write_files(struct unpack_ctx *ctx, struct unpack_entry *c
 		job.punch = &punch;
 	for (; ready < workers; ready++) {
 		st = worker_init(&w[ready], &job);
+		w[ready].index = ready;
 		if (st != CB_OK) {
 			ready++;
 			st = nomem(ctx);
