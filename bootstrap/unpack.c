@@ -1935,7 +1935,7 @@ struct unpack_punch {
 };
 
 #define UNPACK_PUNCH_ALIGN 4096u
-#define UNPACK_PUNCH_STEP_BYTES (8u << 20)
+#define UNPACK_PUNCH_STEP_BYTES (2u << 20)
 
 /* Punches the whole blocks inside [from, to) of the zip, below the prefix. Best effort. */
 static void punch_raw(const struct unpack_punch *punch, uint64_t from, uint64_t to)
