@@ -422,6 +422,14 @@ def limits_text(res, p, phase, gm):
                          "and what is left above the max is the download's own CPU on the same "
                          "cores" if cb < 0.95 * (dl + fl) else
                          "download and extraction do not overlap here"))
+    cp, dp = gm("cb_paced"), gm("curl_paced")
+    if cp and dp and fl:
+        lines.append("- From the same nginx paced at 100 MB/s per connection (about one S3 GET on "
+                     "Lambda): cold start %s vs download alone %s and extraction %s, sum %s: the cold "
+                     "start is %.2fx the download, %.2fx the sum; %s." % (
+                         fmt_s(cp), fmt_s(dp), fmt_s(fl), fmt_s(dp + fl), cp / dp, cp / (dp + fl),
+                         "entries inflate as their bytes arrive, so the download is the limit there"
+                         if cp < 0.8 * (dp + fl) else "they do not overlap"))
     if sh and sh.get("total_ms"):
         share = sh.get("unpack_ms", 0) / sh["total_ms"]
         lines.append("- The unpack phase is %.0f %% of the cold path and the fetch phase %.0f %%: "
