@@ -63,7 +63,6 @@ import http.server
 import json
 import os
 import re
-import signal
 import socket
 import ssl
 import struct
@@ -72,6 +71,9 @@ import sys
 import tempfile
 import threading
 import time
+
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
+import serving  # noqa: E402 (after the line above)
 
 RANGE_RE = re.compile(r"^bytes=(\d+)-(\d*)$")
 STATUS_TIMES_RE = re.compile(r"^(\d{3})x(\d+)$")
@@ -414,22 +416,7 @@ def main():
             context.load_cert_chain(cert, key)
         server.socket = context.wrap_socket(server.socket, server_side=True)
 
-    def stop(*_):
-        threading.Thread(target=server.shutdown, daemon=True).start()
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    timer = threading.Timer(args.max_seconds, stop)
-    timer.daemon = True
-    timer.start()
-
-    sys.stdout.write("%d\n" % server.server_address[1])
-    sys.stdout.flush()
-    try:
-        server.serve_forever(poll_interval=0.1)
-    finally:
-        timer.cancel()
-        server.server_close()
+    serving.run(server, args.max_seconds)
     # Stalled handler threads are daemons: leave without waiting for them.
     os._exit(0)
 

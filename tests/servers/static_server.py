@@ -16,10 +16,12 @@ import argparse
 import http.server
 import os
 import re
-import signal
 import sys
 import threading
 import time
+
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
+import serving  # noqa: E402 (after the line above)
 
 RANGE_RE = re.compile(r"^bytes=(\d*)-(\d*)$")
 
@@ -139,23 +141,9 @@ def main():
     server.log_lock = threading.Lock()
     server.log_file = open(args.log, "a", encoding="utf-8") if args.log else None
 
-    def stop(*_):
-        # shutdown() waits for serve_forever, so it must run on another thread.
-        threading.Thread(target=server.shutdown, daemon=True).start()
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    timer = threading.Timer(args.max_seconds, stop)
-    timer.daemon = True
-    timer.start()
-
-    sys.stdout.write("%d\n" % server.server_address[1])
-    sys.stdout.flush()
     try:
-        server.serve_forever(poll_interval=0.1)
+        serving.run(server, args.max_seconds)
     finally:
-        timer.cancel()
-        server.server_close()
         if server.log_file is not None:
             server.log_file.close()
     return 0
