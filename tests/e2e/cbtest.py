@@ -273,6 +273,22 @@ def check_same_tree(expected_root, actual_root):
     check(not problems, "trees differ: " + "; ".join(problems[:12]))
 
 
+def check_nothing_published(cache):
+    """A failed install left no bundle under cache/bundles/ and no current link."""
+    bundles = os.path.join(cache, "bundles")
+    left = os.listdir(bundles) if os.path.isdir(bundles) else []
+    check(left == [], "a failed install left %s under bundles/" % left)
+    check(not os.path.lexists(os.path.join(cache, "current")), "a failed install left current")
+
+
+def check_one_error(proc, *phrases):
+    """proc's stderr has exactly one line with "error" in it, and it holds every phrase."""
+    errors = [line for line in proc.stderr.splitlines() if "error" in line]
+    check(len(errors) == 1, "expected one error line, got %r" % errors)
+    for phrase in phrases:
+        check(phrase in errors[0], "error line %r lacks %r" % (errors[0], phrase))
+
+
 # ---- running coldboot and other processes ----
 
 

@@ -71,11 +71,7 @@ class Setup:
         return handler_report(proc)
 
     def check_nothing_published(self):
-        bundles = os.path.join(self.cache, "bundles")
-        left = os.listdir(bundles) if os.path.isdir(bundles) else []
-        check(left == [], "something was published under %s: %s" % (bundles, left))
-        current = os.path.join(self.cache, "current")
-        check(not os.path.lexists(current), "%s exists after a failed install" % current)
+        cbtest.check_nothing_published(self.cache)
         check_equal(self.handler_runs(), 0, "handler runs after a failed install")
 
 

@@ -105,21 +105,11 @@ def world():
     return _world
 
 
-def check_nothing_published(cache):
-    bundles = os.path.join(cache, "bundles")
-    left = os.listdir(bundles) if os.path.isdir(bundles) else []
-    check(left == [], "a failed install left %s under bundles/" % left)
-    check(not os.path.lexists(os.path.join(cache, "current")), "a failed install left current")
-
-
 def check_failed(proc, cache, code, elapsed_s, timeout_s, *phrases):
     check_exit(proc, code)
-    check_nothing_published(cache)
+    cbtest.check_nothing_published(cache)
     check(elapsed_s <= timeout_s + SLACK_S, "took %.1f s with --timeout %d" % (elapsed_s, timeout_s))
-    errors = [line for line in proc.stderr.splitlines() if "error" in line]
-    check(len(errors) == 1, "expected one error line, got %r" % errors)
-    for phrase in phrases:
-        check(phrase in errors[0], "error line %r lacks %r" % (errors[0], phrase))
+    cbtest.check_one_error(proc, *phrases)
 
 
 # ---- recoverable faults: the install completes ----

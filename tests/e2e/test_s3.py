@@ -145,15 +145,9 @@ class World:
 
     def failed(self, proc, cache, code, elapsed, *phrases, within_s=2.0):
         check_exit(proc, code)
-        bundles = os.path.join(cache, "bundles")
-        left = os.listdir(bundles) if os.path.isdir(bundles) else []
-        check(left == [], "a failed install left %s under bundles/" % left)
-        check(not os.path.lexists(os.path.join(cache, "current")), "a failed install left current")
+        cbtest.check_nothing_published(cache)
         check(elapsed < within_s, "failing took %.1f s" % elapsed)
-        errors = [line for line in proc.stderr.splitlines() if "error" in line]
-        check(len(errors) == 1, "expected one error line, got %r" % proc.stderr)
-        for phrase in phrases:
-            check(phrase in errors[0], "error line %r lacks %r" % (errors[0], phrase))
+        cbtest.check_one_error(proc, *phrases)
 
     def close(self):
         self.server.stop()

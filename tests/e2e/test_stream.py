@@ -116,15 +116,9 @@ def check_staging_empty(cache):
 
 def check_failed(proc, cache, code, *phrases):
     check_exit(proc, code)
-    bundles = os.path.join(cache, "bundles")
-    left = os.listdir(bundles) if os.path.isdir(bundles) else []
-    check(left == [], "a failed install left %s under bundles/" % left)
-    check(not os.path.lexists(os.path.join(cache, "current")), "a failed install left current")
+    cbtest.check_nothing_published(cache)
     check_staging_empty(cache)
-    errors = [line for line in proc.stderr.splitlines() if "error" in line]
-    check(len(errors) == 1, "expected one error line, got %r" % errors)
-    for phrase in phrases:
-        check(phrase in errors[0], "error line %r lacks %r" % (errors[0], phrase))
+    cbtest.check_one_error(proc, *phrases)
 
 
 def check_streamed(proc, again=False):
