@@ -18,7 +18,6 @@
 #define _GNU_SOURCE /* O_TMPFILE */
 #include "install.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -235,40 +234,6 @@ static void *stream_unpack_run(void *arg)
 	return NULL;
 }
 
-/* Removes everything in dir_fd (the staging directory itself stays). */
-static enum cb_status empty_dir(int dir_fd, const char *path, struct cb_error *err)
-{
-	enum cb_status status = CB_OK;
-	struct dirent *entry;
-	DIR *dir;
-	int fd = dup(dir_fd);
-
-	if (fd < 0 || (dir = fdopendir(fd)) == NULL) {
-		int saved = errno;
-
-		if (fd >= 0)
-			close(fd);
-		return cb_error_set(err, CB_E_IO, saved, "cannot empty %s: %s", path,
-				    strerror(saved));
-	}
-	/* Unlinking while reading may skip names: read again until nothing is left. */
-	for (int pass = 0; pass < 8; pass++) {
-		bool removed = false;
-
-		rewinddir(dir);
-		while (status == CB_OK && (entry = readdir(dir)) != NULL) {
-			if (strcmp(entry->d_name, ".") == 0 || strcmp(entry->d_name, "..") == 0)
-				continue;
-			status = cb_rmtree_at(dir_fd, entry->d_name, err);
-			removed = true;
-		}
-		if (status != CB_OK || !removed)
-			break;
-	}
-	closedir(dir);
-	return status;
-}
-
 static enum cb_status checksum_matches(const struct cb_install_request *req, struct zip_sink *sink,
 				       const char *shown_url, struct cb_error *err)
 {
@@ -420,7 +385,7 @@ enum cb_status cb_install_run(const struct cb_install_request *req, struct cb_in
 			cb_log(CB_LOG_INFO,
 			       "the object changed while it was unpacked; unpacking the complete "
 			       "download again");
-			status = empty_dir(req->staging_fd, req->staging_path, err);
+			status = cb_rmtree_contents(req->staging_fd, req->staging_path, err);
 			if (status != CB_OK)
 				goto out;
 		}

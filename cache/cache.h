@@ -185,6 +185,12 @@ uint64_t cb_cache_free_bytes(int fd);
 /* Removes a directory tree below dir_fd without following symlinks. */
 enum cb_status cb_rmtree_at(int dir_fd, const char *name, struct cb_error *err);
 
+/*
+ * Removes everything inside the directory open as dir_fd, which stays (and
+ * stays open), without following symlinks; name is for messages.
+ */
+enum cb_status cb_rmtree_contents(int dir_fd, const char *name, struct cb_error *err);
+
 /* ---- the marker ---- */
 
 struct cb_marker {

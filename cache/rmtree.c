@@ -85,23 +85,16 @@ static int clear_files(int fd, char *subdir, size_t subdir_size)
 	return result;
 }
 
-enum cb_status cb_rmtree_at(int dir_fd, const char *name, struct cb_error *err)
+/*
+ * Empties the tree whose top directory is open as fd, walking down and back up
+ * with one descriptor at a time; fd is closed, whatever happens.
+ */
+static enum cb_status empty_tree(int fd, const char *name, struct cb_error *err)
 {
 	struct name_stack stack = {NULL, 0, 0};
 	char subdir[NAME_MAX + 1];
 	enum cb_status status = CB_OK;
-	int fd = -1;
 
-	fd = openat(dir_fd, name, DIR_FLAGS);
-	if (fd < 0) {
-		if (errno == ENOENT)
-			goto out;
-		if ((errno == ENOTDIR || errno == ELOOP) && unlinkat(dir_fd, name, 0) == 0)
-			goto out;
-		status = cb_error_set(err, CB_E_IO, errno, "cannot remove %s: %s", name,
-				      strerror(errno));
-		goto out;
-	}
 	for (;;) {
 		if (clear_files(fd, subdir, sizeof(subdir)) != 0) {
 			status = cb_error_set(err, CB_E_IO, errno, "cannot empty %s: %s", name,
@@ -150,16 +143,40 @@ enum cb_status cb_rmtree_at(int dir_fd, const char *name, struct cb_error *err)
 			}
 		}
 	}
-	close(fd);
-	fd = -1;
-	if (unlinkat(dir_fd, name, AT_REMOVEDIR) != 0 && errno != ENOENT)
-		status = cb_error_set(err, CB_E_IO, errno, "cannot remove %s: %s", name,
-				      strerror(errno));
 out:
-	if (fd >= 0)
-		close(fd);
+	close(fd);
 	while (stack.count > 0)
 		free(stack.names[--stack.count]);
 	free(stack.names);
+	return status;
+}
+
+enum cb_status cb_rmtree_contents(int dir_fd, const char *name, struct cb_error *err)
+{
+	int fd = fcntl(dir_fd, F_DUPFD_CLOEXEC, 0);
+
+	if (fd < 0)
+		return cb_error_set(err, CB_E_IO, errno, "cannot empty %s: %s", name,
+				    strerror(errno));
+	return empty_tree(fd, name, err);
+}
+
+enum cb_status cb_rmtree_at(int dir_fd, const char *name, struct cb_error *err)
+{
+	enum cb_status status;
+	int fd = openat(dir_fd, name, DIR_FLAGS);
+
+	if (fd < 0) {
+		if (errno == ENOENT)
+			return CB_OK;
+		if ((errno == ENOTDIR || errno == ELOOP) && unlinkat(dir_fd, name, 0) == 0)
+			return CB_OK;
+		return cb_error_set(err, CB_E_IO, errno, "cannot remove %s: %s", name,
+				    strerror(errno));
+	}
+	status = empty_tree(fd, name, err);
+	if (status == CB_OK && unlinkat(dir_fd, name, AT_REMOVEDIR) != 0 && errno != ENOENT)
+		status = cb_error_set(err, CB_E_IO, errno, "cannot remove %s: %s", name,
+				      strerror(errno));
 	return status;
 }

@@ -241,6 +241,43 @@ static void rmtree_handles_depth_and_symlinks(void **state)
 	rmdir(base);
 }
 
+/* cb_rmtree_contents: what is inside goes, the directory and its descriptor stay. */
+static void rmtree_contents_keeps_the_directory(void **state)
+{
+	char base[] = "/tmp/cb_test_rmtree_XXXXXX";
+	char outside[PATH_MAX];
+	struct cb_error err;
+	struct stat sb;
+	int base_fd, fd;
+
+	(void)state;
+	assert_non_null(mkdtemp(base));
+	base_fd = open(base, O_RDONLY | O_DIRECTORY);
+	assert_int_equal(mkdirat(base_fd, "keep", 0755), 0);
+	write_file(base_fd, "keep/precious", "x");
+	assert_int_equal(mkdirat(base_fd, "staging", 0755), 0);
+	fd = openat(base_fd, "staging", O_RDONLY | O_DIRECTORY);
+	assert_int_equal(mkdirat(fd, "a", 0755), 0);
+	assert_int_equal(mkdirat(fd, "a/b", 0755), 0);
+	write_file(fd, "a/b/f", "data");
+	write_file(fd, "top", "data");
+	snprintf(outside, sizeof(outside), "%s/keep", base);
+	assert_int_equal(symlinkat(outside, fd, "link-out"), 0);
+	assert_int_equal(cb_rmtree_contents(fd, "staging", &err), CB_OK);
+	assert_int_equal(fstatat(base_fd, "staging", &sb, 0), 0);
+	assert_int_not_equal(fstatat(fd, "a", &sb, AT_SYMLINK_NOFOLLOW), 0);
+	assert_int_not_equal(fstatat(fd, "top", &sb, AT_SYMLINK_NOFOLLOW), 0);
+	assert_int_not_equal(fstatat(fd, "link-out", &sb, AT_SYMLINK_NOFOLLOW), 0);
+	assert_int_equal(fstatat(base_fd, "keep/precious", &sb, 0), 0);
+	/* The caller's descriptor still works: a new tree can go in. */
+	assert_int_equal(mkdirat(fd, "again", 0755), 0);
+	close(fd);
+	assert_int_equal(cb_rmtree_at(base_fd, "staging", &err), CB_OK);
+	assert_int_equal(cb_rmtree_at(base_fd, "keep", &err), CB_OK);
+	close(base_fd);
+	rmdir(base);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -249,6 +286,7 @@ int main(void)
 		cmocka_unit_test(refuses_unsafe_roots),
 		cmocka_unit_test(lock_times_out_and_survives_a_dead_holder),
 		cmocka_unit_test(rmtree_handles_depth_and_symlinks),
+		cmocka_unit_test(rmtree_contents_keeps_the_directory),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
