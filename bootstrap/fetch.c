@@ -226,6 +226,33 @@ static void parse_content_range(struct fetch_state *st, const char *v, size_t si
 		st->range_total = total;
 }
 
+/*
+ * Whether the header line starts a response ("HTTP/1.1 206 ..."); its status
+ * goes to *status, 0 when unreadable.
+ */
+static int is_status_line(const char *buffer, size_t n, long *status)
+{
+	const char *sp;
+	int64_t number;
+
+	if (n < 5 || memcmp(buffer, "HTTP/", 5) != 0)
+		return 0;
+	*status = 0;
+	sp = memchr(buffer, ' ', n);
+	if (sp != NULL && (size_t)(sp - buffer) + 4 <= n && parse_count(sp + 1, 3, &number) == 0)
+		*status = (long)number;
+	return 1;
+}
+
+/* The connect timeout of an attempt: the configured one, never past the deadline. */
+static int64_t connect_timeout_ms(const struct cb_fetch_options *opts, int64_t remaining_ms)
+{
+	int64_t ms = opts->connect_timeout_ms > 0 ? opts->connect_timeout_ms :
+						    FETCH_DEFAULT_CONNECT_TIMEOUT_MS;
+
+	return ms > remaining_ms ? remaining_ms : ms;
+}
+
 static void reset_response(struct fetch_state *st)
 {
 	st->status = 0;
@@ -244,13 +271,11 @@ static size_t on_header(char *buffer, size_t size, size_t nitems, void *userdata
 	const char *v;
 	size_t vs;
 	int64_t number;
+	long status;
 
-	if (n >= 5 && memcmp(buffer, "HTTP/", 5) == 0) {
-		const char *sp = memchr(buffer, ' ', n);
+	if (is_status_line(buffer, n, &status)) {
 		reset_response(st);
-		if (sp != NULL && (size_t)(sp - buffer) + 4 <= n &&
-		    parse_count(sp + 1, 3, &number) == 0)
-			st->status = (long)number;
+		st->status = status;
 		if (st->status >= 300 && st->status < 400)
 			st->redirected = 1;
 		return n;
@@ -831,17 +856,10 @@ static size_t side_on_header(char *buffer, size_t size, size_t nitems, void *use
 	size_t n = size * nitems;
 	const char *v;
 	size_t vs;
-	int64_t number;
 
-	if (n >= 5 && memcmp(buffer, "HTTP/", 5) == 0) {
-		const char *sp = memchr(buffer, ' ', n);
-
-		side->status = 0;
+	if (is_status_line(buffer, n, &side->status)) {
 		side->first = side->last = side->total = -1;
 		side->etag[0] = '\0';
-		if (sp != NULL && (size_t)(sp - buffer) + 4 <= n &&
-		    parse_count(sp + 1, 3, &number) == 0)
-			side->status = (long)number;
 		return n;
 	}
 	if ((v = header_value(buffer, n, "content-range", &vs)) != NULL) {
@@ -916,10 +934,7 @@ static int side_start(CURLM *multi, struct fetch_side *side, uint64_t start, uin
 		return -1;
 	snprintf(range, sizeof(range), "%llu-%llu", (unsigned long long)start,
 		 (unsigned long long)(end - 1));
-	connect_ms = opts->connect_timeout_ms > 0 ? opts->connect_timeout_ms :
-						    FETCH_DEFAULT_CONNECT_TIMEOUT_MS;
-	if (connect_ms > remaining_ms)
-		connect_ms = remaining_ms;
+	connect_ms = connect_timeout_ms(opts, remaining_ms);
 	side->start = start;
 	side->end = end;
 	side->got = 0;
@@ -1191,10 +1206,7 @@ enum cb_status cb_fetch_to_sink(const struct cb_fetch_options *opts, struct cb_s
 		}
 		if (st.requested_range)
 			snprintf(range, sizeof(range), "%llu-", (unsigned long long)st.have_bytes);
-		connect_ms = opts->connect_timeout_ms > 0 ? opts->connect_timeout_ms :
-							    FETCH_DEFAULT_CONNECT_TIMEOUT_MS;
-		if (connect_ms > remaining_ms)
-			connect_ms = remaining_ms;
+		connect_ms = connect_timeout_ms(opts, remaining_ms);
 		if (curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers) != CURLE_OK ||
 		    curl_easy_setopt(curl, CURLOPT_RANGE, st.requested_range ? range : NULL) !=
 			    CURLE_OK ||
