@@ -1073,9 +1073,13 @@ static enum cb_status plan_offsets(struct unpack_ctx *ctx, const struct unpack_c
 	return CB_OK;
 }
 
-/* Reads len bytes of the zip at offset for entry e (its local header, and maybe its data). */
+/*
+ * Reads len bytes of the zip at offset for entry e; what names them in
+ * messages ("it": its local header and maybe its data; "its data").
+ */
 static enum cb_status pread_at(const struct unpack_ctx *ctx, const struct unpack_entry *e,
-			       unsigned char *buf, size_t len, uint64_t offset, struct cb_error *err)
+			       unsigned char *buf, size_t len, uint64_t offset, const char *what,
+			       struct cb_error *err)
 {
 	size_t done = 0;
 
@@ -1088,11 +1092,12 @@ static enum cb_status pread_at(const struct unpack_ctx *ctx, const struct unpack
 			int saved = errno;
 
 			return entry_error_to(err, CB_E_IO, saved, e,
-					      "cannot read it from the archive: %s",
+					      "cannot read %s from the archive: %s", what,
 					      strerror(saved));
 		}
 		if (n == 0)
-			return entry_error_to(err, CB_E_ZIP, 0, e, "the archive ends inside it");
+			return entry_error_to(err, CB_E_ZIP, 0, e, "the archive ends inside %s",
+					      what);
 		done += (size_t)n;
 	}
 	return CB_OK;
@@ -1128,7 +1133,7 @@ static enum cb_status check_header_now(const struct unpack_ctx *ctx, struct unpa
 
 	st = cb_avail_wait(ctx->avail, e->local_offset, e->local_offset + want, false, err);
 	if (st == CB_OK)
-		st = pread_at(ctx, e, buf, want, e->local_offset, err);
+		st = pread_at(ctx, e, buf, want, e->local_offset, "it", err);
 	if (st != CB_OK)
 		return st;
 	return check_header_in(ctx, e, buf, err);
@@ -1810,34 +1815,16 @@ static enum cb_status finish_file(struct unpack_worker *w, const struct unpack_e
 static enum cb_status read_raw(struct unpack_worker *w, const struct unpack_entry *e,
 			       unsigned char *out, size_t len, uint64_t offset)
 {
-	int zip_fd = w->job->ctx->opts->zip_fd;
-	size_t done = 0;
+	const struct unpack_ctx *ctx = w->job->ctx;
 	enum cb_status st;
 
-	if (w->job->ctx->avail != NULL) {
-		st = cb_avail_wait(w->job->ctx->avail, e->data_offset + offset,
+	if (ctx->avail != NULL) {
+		st = cb_avail_wait(ctx->avail, e->data_offset + offset,
 				   e->data_offset + offset + len, false, &w->err);
 		if (st != CB_OK)
 			return st;
 	}
-	while (done < len) {
-		ssize_t n = pread(zip_fd, out + done, len - done,
-				  (off_t)(e->data_offset + offset + done));
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0) {
-			int saved = errno;
-
-			return entry_error_to(&w->err, CB_E_IO, saved, e,
-					      "cannot read its data from the archive: %s",
-					      strerror(saved));
-		}
-		if (n == 0)
-			return worker_refuse(w, e, "the archive ends inside its data");
-		done += (size_t)n;
-	}
-	return CB_OK;
+	return pread_at(ctx, e, out, len, e->data_offset + offset, "its data", &w->err);
 }
 
 /* An inflate failure, as the entry's rule. */
@@ -2151,6 +2138,23 @@ out:
 	return finish_file(w, e, fd);
 }
 
+/* Chunk k of stream s as an index into files[], or SIZE_MAX when there is none. */
+static size_t stream_chunk(const struct unpack_job *job, size_t s, size_t k)
+{
+	size_t chunk = s * job->chunks_per_stream + k;
+
+	if (k >= job->chunks_per_stream || chunk * UNPACK_CHUNK_FILES >= job->nfiles)
+		return SIZE_MAX;
+	return chunk;
+}
+
+/* Chunk c's files, [*first, *end). */
+static void chunk_files(const struct unpack_job *job, size_t c, size_t *first, size_t *end)
+{
+	*first = c * UNPACK_CHUNK_FILES;
+	*end = *first + UNPACK_CHUNK_FILES < job->nfiles ? *first + UNPACK_CHUNK_FILES : job->nfiles;
+}
+
 /*
  * The next chunk of files, [*first, *end), or false when none is left.
  * Chunks come in turn from `streams` places far apart in name order, so that
@@ -2162,27 +2166,15 @@ static bool next_chunk(struct unpack_job *job, size_t *first, size_t *end)
 	for (;;) {
 		size_t c = atomic_fetch_add_explicit(&job->next, 1, memory_order_relaxed);
 		size_t k = c / job->streams;
-		size_t chunk = (c % job->streams) * job->chunks_per_stream + k;
+		size_t chunk = stream_chunk(job, c % job->streams, k);
 
 		if (k >= job->chunks_per_stream)
 			return false;
-		if (chunk * UNPACK_CHUNK_FILES >= job->nfiles)
+		if (chunk == SIZE_MAX)
 			continue; /* the last stream can be short */
-		*first = chunk * UNPACK_CHUNK_FILES;
-		*end = *first + UNPACK_CHUNK_FILES < job->nfiles ? *first + UNPACK_CHUNK_FILES :
-								   job->nfiles;
+		chunk_files(job, chunk, first, end);
 		return true;
 	}
-}
-
-/* Chunk k of stream s as an index into files[], or SIZE_MAX when there is none. */
-static size_t stream_chunk(const struct unpack_job *job, size_t s, size_t k)
-{
-	size_t chunk = s * job->chunks_per_stream + k;
-
-	if (k >= job->chunks_per_stream || chunk * UNPACK_CHUNK_FILES >= job->nfiles)
-		return SIZE_MAX;
-	return chunk;
 }
 
 /* Takes the next chunk of stream s: true with it in *chunk, false when s has none left. */
@@ -2211,13 +2203,12 @@ static bool next_chunk_streaming(struct unpack_job *job, size_t index, size_t *f
 		size_t s = (index + n) % job->streams;
 		size_t k = atomic_load_explicit(&job->cursor[s], memory_order_relaxed);
 		size_t c = stream_chunk(job, s, k);
-		size_t last;
+		size_t c_first, c_end;
 
 		if (c == SIZE_MAX)
 			continue;
-		last = (c + 1) * UNPACK_CHUNK_FILES;
-		last = (last < job->nfiles ? last : job->nfiles) - 1;
-		if (job->files[last]->data_end <= present && !take_from_stream(job, s, &chunk))
+		chunk_files(job, c, &c_first, &c_end);
+		if (job->files[c_end - 1]->data_end <= present && !take_from_stream(job, s, &chunk))
 			chunk = SIZE_MAX;
 	}
 	while (chunk == SIZE_MAX) {
@@ -2237,8 +2228,7 @@ static bool next_chunk_streaming(struct unpack_job *job, size_t index, size_t *f
 			return false; /* every stream is done */
 		(void)take_from_stream(job, best, &chunk);
 	}
-	*first = chunk * UNPACK_CHUNK_FILES;
-	*end = *first + UNPACK_CHUNK_FILES < job->nfiles ? *first + UNPACK_CHUNK_FILES : job->nfiles;
+	chunk_files(job, chunk, first, end);
 	return true;
 }
 
@@ -2296,7 +2286,7 @@ static enum cb_status stream_entry(struct unpack_worker *w, struct unpack_entry 
 	    span <= w->job->limit_bytes && span >= ZIP_LFH_BYTES + e->raw_name_len) {
 		st = cb_avail_wait(ctx->avail, e->local_offset, e->next_offset, false, &w->err);
 		if (st == CB_OK)
-			st = pread_at(ctx, e, w->in, (size_t)span, e->local_offset, &w->err);
+			st = pread_at(ctx, e, w->in, (size_t)span, e->local_offset, "it", &w->err);
 		if (st == CB_OK)
 			st = check_header_in(ctx, e, w->in, &w->err);
 		if (st != CB_OK)
