@@ -292,6 +292,9 @@ enum cb_status cb_install_run(const struct cb_install_request *req, struct cb_in
 		goto out;
 	}
 
+	/* Before the first thread: growing the table later would wait for RCU. */
+	cb_unpack_reserve_fds();
+
 	/* Unpacking while downloading, when it can be had; without it, as before. */
 	if (url_may_stream(req->url)) {
 		sink.compare = malloc(INSTALL_COMPARE_BYTES);

@@ -85,7 +85,8 @@
 #define UNPACK_BASE_BYTES (12u * 1024u * 1024u)
 #define UNPACK_ENTRY_BYTES 448u
 #define UNPACK_SLACK_BYTES (1u * 1024u * 1024u)
-#define UNPACK_FD_RESERVE 64u /* descriptors left to others besides the directory table */
+#define UNPACK_FD_RESERVE 64u      /* descriptors left to others besides the directory table */
+#define UNPACK_FD_TABLE_MAX 65536u /* cb_unpack_reserve_fds */
 _Static_assert(UNPACK_STREAM_IN_BYTES <= UNPACK_WHOLE_MIN_BYTES &&
 		       UNPACK_STREAM_OUT_BYTES <= UNPACK_WHOLE_MIN_BYTES,
 	       "a streamed chunk fits a worker's buffers");
@@ -174,6 +175,7 @@ struct unpack_ctx {
 	struct cb_error *err;
 	struct cb_avail *avail; /* opts->avail: NULL when the zip is complete */
 	uint64_t cd_offset;     /* absolute */
+	uint64_t file_size;     /* the whole archive's */
 	zip_t *za;
 	unsigned char *cd_buf;
 	struct unpack_entry *entries;
@@ -1574,6 +1576,33 @@ static void restore_fd_limit(struct unpack_ctx *ctx)
 	if (ctx->nofile_raised)
 		setrlimit(RLIMIT_NOFILE, &ctx->saved_nofile);
 	ctx->nofile_raised = false;
+}
+
+void cb_unpack_reserve_fds(void)
+{
+	struct rlimit rl, raised;
+	rlim_t want = UNPACK_FD_TABLE_MAX;
+	int fd;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+		return;
+	if (rl.rlim_max != RLIM_INFINITY && rl.rlim_max < want)
+		want = rl.rlim_max;
+	raised = rl;
+	if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < want) {
+		raised.rlim_cur = want;
+		if (setrlimit(RLIMIT_NOFILE, &raised) != 0)
+			return;
+	}
+	/*
+	 * The kernel grows the table to the next power of two holding the
+	 * highest descriptor. F_DUPFD never replaces a descriptor already open.
+	 */
+	fd = fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, (int)want - 1);
+	if (fd >= 0)
+		close(fd);
+	if (raised.rlim_cur != rl.rlim_cur)
+		setrlimit(RLIMIT_NOFILE, &rl);
 }
 
 /* Creates one directory under parent (or finds it) and opens it, never through a symlink. */

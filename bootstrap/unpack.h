@@ -56,6 +56,16 @@ struct cb_unpack_result {
 };
 
 /*
+ * Grows this process's descriptor table, once, to as many descriptors as the
+ * directory table of a big tree may hold (up to 65,536, within the hard
+ * RLIMIT_NOFILE). Growing it later, while other threads run, waits a whole
+ * RCU grace period per doubling (tens of ms in a VM), which is where a third
+ * of a streamed extraction's directory time went. Call while the process has
+ * one thread. Best effort; the soft limit is left as it was.
+ */
+void cb_unpack_reserve_fds(void);
+
+/*
  * Extracts every entry under dest_fd: regular files, directories, and
  * symlinks whose target stays inside. Keeps exec bits, drops setuid, setgid,
  * sticky and group/world write. Refuses absolute names, "..", empty or NUL

@@ -900,6 +900,63 @@ static void few_descriptors(void **state)
 	}
 }
 
+/* The size of this process's descriptor table, from /proc/self/status (FDSize); -1 unknown. */
+static long fd_table_size(void)
+{
+	char line[256];
+	long size = -1;
+	FILE *f = fopen("/proc/self/status", "r");
+
+	if (f == NULL)
+		return -1;
+	while (fgets(line, sizeof(line), f) != NULL)
+		if (sscanf(line, "FDSize: %ld", &size) == 1)
+			break;
+	fclose(f);
+	return size;
+}
+
+/*
+ * cb_unpack_reserve_fds grows the descriptor table up front (up to 65,536
+ * descriptors, within the hard limit) and leaves the limits as they were:
+ * with 4096 of a hard 100,000, and with 256 of a hard 512.
+ */
+static void descriptor_table_reserved(void **state)
+{
+	static const rlim_t soft[] = {4096, 256}, hard[] = {100000, 512};
+	static const long want[] = {65536, 512};
+
+	(void)state;
+	for (size_t k = 0; k < sizeof(soft) / sizeof(soft[0]); k++) {
+		int status;
+		pid_t pid = fork();
+
+		assert_true(pid >= 0);
+		if (pid == 0) {
+			struct rlimit rl = {soft[k], hard[k]};
+
+			/* Without the privilege to raise the hard limit, the first case is moot. */
+			if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+				_exit(k == 0 ? 0 : 90);
+			if (fd_table_size() >= want[k])
+				_exit(91); /* nothing to show: already that big */
+			cb_unpack_reserve_fds();
+			if (fd_table_size() < want[k])
+				_exit(92);
+			if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur != soft[k] ||
+			    rl.rlim_max != hard[k])
+				_exit(93);
+			/* The descriptor used to grow it is closed again. */
+			if (fcntl((int)want[k] - 1, F_GETFD) >= 0 || errno != EBADF)
+				_exit(94);
+			_exit(0);
+		}
+		assert_int_equal(waitpid(pid, &status, 0), pid);
+		assert_true(WIFEXITED(status));
+		assert_int_equal(WEXITSTATUS(status), 0);
+	}
+}
+
 /* One damaged entry among many: every worker stops, and the message names that entry. */
 static void many_files_one_damaged(void **state)
 {
@@ -1502,6 +1559,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(many_files_in_parallel, setup, teardown),
 		cmocka_unit_test_setup_teardown(consumed_zip_is_given_back, setup, teardown),
 		cmocka_unit_test_setup_teardown(few_descriptors, setup, teardown),
+		cmocka_unit_test(descriptor_table_reserved),
 		cmocka_unit_test_setup_teardown(many_files_one_damaged, setup, teardown),
 		cmocka_unit_test_setup_teardown(enospc_with_workers, setup, teardown),
 		cmocka_unit_test_setup_teardown(big_and_damaged_entries, setup, teardown),
