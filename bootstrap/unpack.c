@@ -1948,6 +1948,13 @@ struct unpack_punch {
 	 * still be compared with the body).
 	 */
 	struct cb_avail *avail;
+	/*
+	 * The central directory and end records, read by nobody once the workers
+	 * run (libzip and the judging are done with them): punched once, as soon
+	 * as the download has passed them.
+	 */
+	uint64_t end_from;
+	bool end_punched;
 };
 
 #define UNPACK_PUNCH_ALIGN 4096u
@@ -2021,7 +2028,15 @@ static void punch_chunk_done(struct unpack_job *job, size_t c)
 			upto = job->files[last]->data_end;
 		}
 		punch_range(punch, punch->stream_punched[s], upto);
-		punch->stream_punched[s] = upto;
+		/* The block holding upto also holds the next chunk's first bytes: it is punched next time. */
+		upto = upto / UNPACK_PUNCH_ALIGN * UNPACK_PUNCH_ALIGN;
+		if (upto > punch->stream_punched[s])
+			punch->stream_punched[s] = upto;
+	}
+	if (!punch->end_punched &&
+	    (punch->avail == NULL || cb_avail_prefix(punch->avail) >= job->ctx->file_size)) {
+		punch_raw(punch, punch->end_from, job->ctx->file_size);
+		punch->end_punched = true;
 	}
 	pthread_mutex_unlock(&punch->lock);
 }
@@ -2051,6 +2066,7 @@ static bool punch_init(struct unpack_punch *punch, struct unpack_job *job, int f
 	memset(punch, 0, sizeof(*punch));
 	punch->fd = fd;
 	punch->avail = job->ctx->avail;
+	punch->end_from = job->ctx->cd_offset;
 	punch->nbigs = job->nbigs;
 	punch->chunk_done = calloc(nchunks ? nchunks : 1, 1);
 	punch->stream_next = calloc(job->streams, sizeof(*punch->stream_next));
@@ -2989,6 +3005,7 @@ enum cb_status cb_unpack_zip(const struct cb_unpack_options *opts, struct cb_unp
 	if (st != CB_OK)
 		goto out;
 	ctx.cd_offset = cd.cd_offset;
+	ctx.file_size = cd.file_size;
 	ctx.by_name = calloc(ctx.count ? ctx.count : 1, sizeof(*ctx.by_name));
 	if (ctx.by_name == NULL) {
 		st = nomem(&ctx);

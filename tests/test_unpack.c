@@ -769,8 +769,9 @@ static void many_files_in_parallel(void **state)
 
 /*
  * consume_zip: a scratch copy of the zip is given back to the file system as
- * it is extracted (small files in chunks, a big entry as it streams), and the
- * tree is still exact. A zip that is not ours (every other test) is untouched.
+ * it is extracted (small files in chunks, a big entry as it streams, the
+ * central directory last), and the tree is still exact. A zip that is not
+ * ours (every other test) is untouched.
  */
 static void consumed_zip_is_given_back(void **state)
 {
@@ -829,10 +830,15 @@ static void consumed_zip_is_given_back(void **state)
 	close(sfd);
 	close(dfd);
 	assert_int_equal(res.files, count.files);
-	/* The size stays (KEEP_SIZE); the blocks go. Only the edges and the directory stay. */
+	/* The size stays (KEEP_SIZE); the blocks go. */
 	assert_int_equal(after.st_size, before.st_size);
+	/*
+	 * What stays is a block or two where stretches meet: every chunk's edge
+	 * block is punched with the next chunk, and the central directory once
+	 * the workers run (608 KiB of this 4 MB zip stayed before both).
+	 */
 	if (can_punch)
-		assert_true((uint64_t)after.st_blocks * 512 < (uint64_t)before.st_size / 5);
+		assert_true((uint64_t)after.st_blocks * 512 <= 64u * 1024u);
 	{
 		struct stat again;
 
