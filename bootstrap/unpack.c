@@ -58,6 +58,7 @@
 #include <zip.h>
 
 #include "inflate.h"
+#include "slice_writer.h"
 
 #define UNPACK_BUF_BYTES (256u * 1024u)
 #define UNPACK_NAME_MAX 255u        /* bytes in one path component */
@@ -1923,10 +1924,6 @@ static enum cb_status stream_out(struct unpack_worker *w, const struct unpack_en
 }
 
 /*
- * An entry bigger than the buffers: read, inflated by zlib and written a
- * buffer at a time, its size and CRC checked at the end.
- */
-/*
  * Giving the zip's bytes back as they are extracted (opts->consume_zip).
  * Files are then handed out in offset order, so each stream of chunks walks
  * one contiguous stretch of the zip: once its chunks up to some point are all
@@ -2096,6 +2093,23 @@ static bool punch_init(struct unpack_punch *punch, struct unpack_job *job, int f
 	return true;
 }
 
+/* Hands len inflated bytes, in the slice the writer gave, over to be written. */
+static enum cb_status slice_out(struct unpack_worker *w, const struct unpack_entry *e,
+				struct cb_slice_writer *wr, size_t len, uint64_t *done)
+{
+	if (len > e->size_bytes - *done)
+		return worker_refuse(w, e, "data inflates past its declared size");
+	*done += len;
+	if (len > 0)
+		cb_slice_writer_put(wr, len);
+	return CB_OK;
+}
+
+/*
+ * An entry bigger than the buffers: read, inflated by ISA-L and written a
+ * slice at a time (deflated ones by a writer thread while the next slice is
+ * inflated), its size and CRC checked at the end.
+ */
 static enum cb_status write_streamed(struct unpack_worker *w, const struct unpack_entry *e)
 {
 	/* Stored bytes go straight from the read to the file: read as much as is written. */
@@ -2111,6 +2125,9 @@ static enum cb_status write_streamed(struct unpack_worker *w, const struct unpac
 	enum cb_status st;
 	/* With a consumed zip: the bytes before this offset are given back. */
 	uint64_t punched = e->local_offset;
+	struct cb_slice_writer *wr = NULL;
+	unsigned char *out = w->out;
+	int write_errno;
 
 	if (e->method == ZIP_CM_STORE && e->comp_size_bytes != e->size_bytes)
 		return worker_refuse(w, e, "data does not match its declared size");
@@ -2120,6 +2137,10 @@ static enum cb_status write_streamed(struct unpack_worker *w, const struct unpac
 	st = create_file(w->job->ctx, &w->dir_cache, &w->err, e, &fd);
 	if (st != CB_OK)
 		return st;
+	/* Without a writer thread (too little room, or none to be had): inline. */
+	if (e->method == ZIP_CM_DEFLATE)
+		wr = cb_slice_writer_start(fd, w->out, UNPACK_STREAM_OUT_BYTES,
+					   w->job->limit_bytes / UNPACK_STREAM_OUT_BYTES);
 	while (!done) {
 		size_t before, produced = 0;
 
@@ -2152,20 +2173,31 @@ static enum cb_status write_streamed(struct unpack_worker *w, const struct unpac
 				goto out;
 			continue;
 		}
+		if (wr != NULL && (out = cb_slice_writer_next(wr)) == NULL)
+			break; /* a write failed: finishing the writer says how */
 		before = have;
-		st = cb_inflate_stream_step(w->inf, &p, &have, w->out, UNPACK_STREAM_OUT_BYTES,
+		st = cb_inflate_stream_step(w->inf, &p, &have, out, UNPACK_STREAM_OUT_BYTES,
 					    &produced, &done, &ierr);
 		if (st != CB_OK) {
 			st = inflate_fail(w, e, &ierr);
 			goto out;
 		}
-		st = stream_out(w, e, fd, w->out, produced, &written, &crc);
+		st = wr != NULL ? slice_out(w, e, wr, produced, &written) :
+				  stream_out(w, e, fd, out, produced, &written, &crc);
 		if (st != CB_OK)
 			goto out;
 		if (!done && produced == 0 && have == before &&
 		    (have > 0 || read_bytes == e->comp_size_bytes)) {
 			st = worker_refuse(w, e,
 					   "cannot read its data: the deflate data ends early");
+			goto out;
+		}
+	}
+	if (wr != NULL) {
+		write_errno = cb_slice_writer_finish(wr, false, &crc);
+		wr = NULL;
+		if (write_errno != 0) {
+			st = sys_fail_to(&w->err, dest_shown(w->job->ctx), e, write_errno, "write");
 			goto out;
 		}
 	}
@@ -2176,6 +2208,8 @@ static enum cb_status write_streamed(struct unpack_worker *w, const struct unpac
 	else if (w->job->punch != NULL)
 		punch_raw(w->job->punch, punched, e->data_end);
 out:
+	if (wr != NULL)
+		(void)cb_slice_writer_finish(wr, true, &crc);
 	if (st != CB_OK) {
 		close(fd);
 		return st;
