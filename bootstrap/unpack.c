@@ -192,6 +192,7 @@ struct unpack_ctx {
 	struct rlimit saved_nofile;
 	bool nofile_raised;
 	size_t buffers_bytes; /* what every worker's buffers together may take */
+	size_t workers;       /* extraction threads, this one included (make_tree_dirs) */
 };
 
 /* ---- small helpers ---- */
@@ -2778,27 +2779,54 @@ static bool needs_libzip(const struct unpack_ctx *ctx, const struct unpack_entry
 	return e->kind == UNPACK_FILE || (ctx->avail != NULL && e->kind == UNPACK_SYMLINK);
 }
 
-static enum cb_status extract(struct unpack_ctx *ctx)
+/*
+ * Every directory, before any file, so the workers never create one (and,
+ * with a table, each stays open for them). Sets ctx->workers, which the
+ * table's size depends on.
+ */
+static enum cb_status make_tree_dirs(struct unpack_ctx *ctx)
 {
-	struct unpack_entry **files = NULL;
-	struct unpack_dir_cache cache = {0, -1};
-	struct libzip_release release = {NULL, 0, false};
-	size_t nfiles = 0, nbigs = 0, workers, limit_bytes;
-	bool out_of_fds = false, libzip_files = false;
+	size_t nfiles = 0;
+	bool out_of_fds = false;
 	enum cb_status st;
 
 	st = plan_dirs(ctx);
 	if (st != CB_OK)
 		return st;
-	for (size_t i = 0; i < ctx->count; i++) {
-		if (ctx->entries[i].kind != UNPACK_FILE)
-			continue;
-		if (is_fast_method(&ctx->entries[i]))
+	for (size_t i = 0; i < ctx->count; i++)
+		if (ctx->entries[i].kind == UNPACK_FILE && is_fast_method(&ctx->entries[i]))
 			nfiles++;
-		else
-			libzip_files = true;
+	ctx->workers = worker_count(ctx, nfiles);
+	if (room_for_dir_table(ctx, ctx->workers)) {
+		ctx->dir_fds = malloc(ctx->ndirs * sizeof(*ctx->dir_fds));
+		if (ctx->dir_fds != NULL) {
+			ctx->dir_fds[0] = ctx->opts->dest_fd;
+			for (size_t i = 1; i < ctx->ndirs; i++)
+				ctx->dir_fds[i] = -1;
+		}
 	}
-	workers = worker_count(ctx, nfiles);
+	st = make_dirs(ctx, &out_of_fds);
+	if (st != CB_OK && out_of_fds) {
+		/* Descriptors are short after all: without the table, from the start. */
+		close_dir_table(ctx);
+		cb_error_init(ctx->err);
+		st = make_dirs(ctx, &out_of_fds);
+	}
+	return st;
+}
+
+static enum cb_status extract(struct unpack_ctx *ctx)
+{
+	struct unpack_entry **files = NULL;
+	struct unpack_dir_cache cache = {0, -1};
+	struct libzip_release release = {NULL, 0, false};
+	size_t nfiles = 0, nbigs = 0, workers = ctx->workers, limit_bytes;
+	bool libzip_files = false;
+	enum cb_status st;
+
+	for (size_t i = 0; i < ctx->count; i++)
+		if (ctx->entries[i].kind == UNPACK_FILE && is_fast_method(&ctx->entries[i]))
+			nfiles++;
 	limit_bytes = buffer_limit(ctx, workers);
 	cb_log(CB_LOG_DEBUG, "unpack: %zu workers, %zu KiB buffers each", workers,
 	       2 * limit_bytes / 1024);
@@ -2820,25 +2848,6 @@ static enum cb_status extract(struct unpack_ctx *ctx)
 
 	if (!libzip_files)
 		libzip_release_start(ctx, &release);
-
-	/* Directories first, all of them, so the workers never create one. */
-	if (room_for_dir_table(ctx, workers)) {
-		ctx->dir_fds = malloc(ctx->ndirs * sizeof(*ctx->dir_fds));
-		if (ctx->dir_fds != NULL) {
-			ctx->dir_fds[0] = ctx->opts->dest_fd;
-			for (size_t i = 1; i < ctx->ndirs; i++)
-				ctx->dir_fds[i] = -1;
-		}
-	}
-	st = make_dirs(ctx, &out_of_fds);
-	if (st != CB_OK && out_of_fds) {
-		/* Descriptors are short after all: without the table, from the start. */
-		close_dir_table(ctx);
-		cb_error_init(ctx->err);
-		st = make_dirs(ctx, &out_of_fds);
-	}
-	if (st != CB_OK)
-		goto out;
 
 	/*
 	 * libzip's archive is not thread-safe: these stay in this thread, before
@@ -2876,7 +2885,6 @@ static enum cb_status extract(struct unpack_ctx *ctx)
 	for (size_t i = 0; i < ctx->count && st == CB_OK; i++)
 		if (ctx->entries[i].kind == UNPACK_SYMLINK)
 			st = write_symlink(ctx, &cache, &ctx->entries[i]);
-out:
 	libzip_release_finish(&release);
 	if (cache.fd >= 0)
 		close(cache.fd);
@@ -2961,10 +2969,7 @@ static enum cb_status judge_own(struct unpack_ctx *ctx, const struct unpack_cd *
 	return st;
 }
 
-/*
- * What needs libzip: its view of every entry, then every symlink target
- * (streaming: later, once present); then the space.
- */
+/* What needs libzip: its view of every entry, then every symlink target (streaming: later, once present). */
 static enum cb_status judge_libzip(struct unpack_ctx *ctx)
 {
 	enum cb_status st;
@@ -2982,12 +2987,20 @@ static enum cb_status judge_libzip(struct unpack_ctx *ctx)
 		if (st != CB_OK)
 			return st;
 	}
-	if (ctx->avail == NULL) {
-		st = judge_links(ctx);
-		if (st != CB_OK)
-			return st;
-	}
-	/* Last: making room evicts older bundles, which a zip refused anyway must not cost. */
+	if (ctx->avail == NULL)
+		return judge_links(ctx);
+	return CB_OK;
+}
+
+/*
+ * The declared sizes against the free space, evicting older bundles when
+ * short. After our own judging (a zip refused by it costs no eviction) and
+ * before the first directory is made.
+ */
+static enum cb_status check_space(struct unpack_ctx *ctx)
+{
+	enum cb_status st;
+
 	if (ctx->opts->free_bytes != 0) {
 		/* Each file also wastes about half a block of the file system on average. */
 		uint64_t needed = ctx->total_bytes + (uint64_t)ctx->count * 2048u;
@@ -3057,6 +3070,16 @@ enum cb_status cb_unpack_zip(const struct cb_unpack_options *opts, struct cb_unp
 	}
 	libzip_open_start(&ctx, &cd, &opener);
 	st = judge_own(&ctx, &cd);
+	/*
+	 * While libzip still parses: the directories, whose names and places
+	 * our own judging has checked. Nothing is written into them, and no
+	 * symlink made, before libzip agrees; a refusal leaves them in staging,
+	 * which is private and emptied.
+	 */
+	if (st == CB_OK)
+		st = check_space(&ctx);
+	if (st == CB_OK)
+		st = make_tree_dirs(&ctx);
 	if (libzip_open_finish(&ctx, &opener) != CB_OK)
 		st = opener.st;
 	else if (st == CB_OK)
