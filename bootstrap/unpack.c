@@ -86,8 +86,9 @@
 #define UNPACK_BASE_BYTES (12u * 1024u * 1024u)
 #define UNPACK_ENTRY_BYTES 448u
 #define UNPACK_SLACK_BYTES (1u * 1024u * 1024u)
-#define UNPACK_FD_RESERVE 64u      /* descriptors left to others besides the directory table */
-#define UNPACK_FD_TABLE_MAX 65536u /* cb_unpack_reserve_fds */
+#define UNPACK_FD_RESERVE 64u         /* descriptors left to others besides the directory table */
+#define UNPACK_FD_TABLE_MAX 65536u    /* cb_unpack_reserve_fds */
+#define UNPACK_PARALLEL_DIRS_MIN 256u /* fewer directories: make_dirs in one thread */
 _Static_assert(UNPACK_STREAM_IN_BYTES <= UNPACK_WHOLE_MIN_BYTES &&
 		       UNPACK_STREAM_OUT_BYTES <= UNPACK_WHOLE_MIN_BYTES,
 	       "a streamed chunk fits a worker's buffers");
@@ -1607,36 +1608,41 @@ void cb_unpack_reserve_fds(void)
 		setrlimit(RLIMIT_NOFILE, &rl);
 }
 
-/* Creates one directory under parent (or finds it) and opens it, never through a symlink. */
-static enum cb_status make_one_dir(struct unpack_ctx *ctx, int parent, const struct unpack_dir *d,
-				   int *fd_out)
+/*
+ * Creates one directory under parent (or finds it) and opens it, never
+ * through a symlink; *made counts it when it is new. Any thread: the error
+ * goes to err.
+ */
+static enum cb_status make_one_dir(const struct unpack_ctx *ctx, struct cb_error *err, int parent,
+				   const struct unpack_dir *d, int *fd_out, uint64_t *made)
 {
 	char shown[UNPACK_SHOWN_NAME_MAX];
 	char comp[UNPACK_NAME_MAX + 1];
+	const char *dest = dest_shown(ctx);
 	int fd;
 
 	memcpy(comp, d->comp, d->comp_len);
 	comp[d->comp_len] = '\0';
 	if (mkdirat(parent, comp, 0755) == 0)
-		ctx->res->dirs++;
+		(*made)++;
 	else if (errno != EEXIST)
-		return sys_fail(ctx, d->e, errno, "create a directory");
+		return sys_fail_to(err, dest, d->e, errno, "create a directory");
 	fd = openat(parent, comp, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	if (fd < 0) {
 		int saved = errno;
 
 		if (saved == ELOOP || saved == ENOTDIR)
-			return refuse(ctx, d->e->raw_name, d->e->raw_name_len,
-				      "path component \"%s\" is not a directory",
-				      show_name((const unsigned char *)comp, d->comp_len, shown,
-						sizeof(shown)));
-		return sys_fail(ctx, d->e, saved, "open a directory");
+			return entry_error_to(err, CB_E_ZIP, 0, d->e,
+					      "path component \"%s\" is not a directory",
+					      show_name((const unsigned char *)comp, d->comp_len,
+							shown, sizeof(shown)));
+		return sys_fail_to(err, dest, d->e, saved, "open a directory");
 	}
 	if ((ctx->umask_bits & 0755) != 0 && fchmod(fd, 0755) != 0) {
 		int saved = errno;
 
 		close(fd);
-		return sys_fail(ctx, d->e, saved, "set a directory's mode");
+		return sys_fail_to(err, dest, d->e, saved, "set a directory's mode");
 	}
 	*fd_out = fd;
 	return CB_OK;
@@ -1668,7 +1674,7 @@ static enum cb_status make_dirs(struct unpack_ctx *ctx, bool *out_of_fds)
 				close(stack_fd[top]);
 			top--;
 		}
-		st = make_one_dir(ctx, stack_fd[top], d, &fd);
+		st = make_one_dir(ctx, ctx->err, stack_fd[top], d, &fd, &ctx->res->dirs);
 		if (st != CB_OK) {
 			*out_of_fds = ctx->dir_fds != NULL && (ctx->err->sys_errno == EMFILE ||
 							       ctx->err->sys_errno == ENFILE);
@@ -1684,6 +1690,189 @@ static enum cb_status make_dirs(struct unpack_ctx *ctx, bool *out_of_fds)
 	if (ctx->dir_fds == NULL)
 		for (; top > 0; top--)
 			close(stack_fd[top]);
+	return st;
+}
+
+/*
+ * With a table of directories and more than one thread: the directories a
+ * level at a time (every parent is made before its children), each level
+ * cut into one stretch per thread in id order, so that the threads mostly
+ * work under different parents (creations in one directory queue on its
+ * lock). 10,021 directories on tmpfs: 75 ms in one thread.
+ */
+struct dir_levels {
+	const struct unpack_ctx *ctx;
+	uint32_t *order;     /* directory ids by depth, then id */
+	size_t *level_start; /* [nlevels + 1]: where each level begins in order */
+	size_t nlevels;
+	size_t nthreads; /* final once `go` is set */
+	pthread_mutex_t lock;
+	pthread_cond_t changed;
+	bool go;
+	size_t level;   /* the level the threads are on */
+	size_t arrived; /* threads done with it */
+	bool failed;
+};
+
+struct dir_maker {
+	struct dir_levels *lv;
+	size_t index;
+	struct cb_error err;
+	enum cb_status st;
+	uint64_t made;
+	pthread_t thread;
+	bool started;
+};
+
+/* Waits until every thread is done with level l: false when one of them failed. */
+static bool level_done(struct dir_levels *lv, size_t l, bool failed)
+{
+	bool ok;
+
+	pthread_mutex_lock(&lv->lock);
+	lv->failed = lv->failed || failed;
+	if (++lv->arrived == lv->nthreads) {
+		lv->arrived = 0;
+		lv->level = l + 1;
+		pthread_cond_broadcast(&lv->changed);
+	} else {
+		while (lv->level == l)
+			pthread_cond_wait(&lv->changed, &lv->lock);
+	}
+	ok = !lv->failed;
+	pthread_mutex_unlock(&lv->lock);
+	return ok;
+}
+
+static void *dir_maker_run(void *arg)
+{
+	struct dir_maker *m = arg;
+	struct dir_levels *lv = m->lv;
+	const struct unpack_ctx *ctx = lv->ctx;
+
+	pthread_mutex_lock(&lv->lock);
+	while (!lv->go)
+		pthread_cond_wait(&lv->changed, &lv->lock);
+	pthread_mutex_unlock(&lv->lock);
+	for (size_t l = 0; l < lv->nlevels; l++) {
+		size_t lo = lv->level_start[l], n = lv->level_start[l + 1] - lo;
+		size_t end = lo + n * (m->index + 1) / lv->nthreads;
+
+		for (size_t i = lo + n * m->index / lv->nthreads; i < end && m->st == CB_OK; i++) {
+			const struct unpack_dir *d = &ctx->dirs[lv->order[i]];
+			int fd = -1;
+
+			/* The parent is a level up: made, and its fd published by the last wait. */
+			m->st = make_one_dir(ctx, &m->err, ctx->dir_fds[d->parent], d, &fd,
+					     &m->made);
+			if (m->st == CB_OK)
+				ctx->dir_fds[lv->order[i]] = fd;
+		}
+		if (!level_done(lv, l, m->st != CB_OK))
+			break;
+	}
+	return NULL;
+}
+
+/* Orders the directories by depth for make_dirs_parallel; false when out of memory. */
+static bool plan_levels(const struct unpack_ctx *ctx, struct dir_levels *lv)
+{
+	size_t counts[UNPACK_DEPTH_MAX + 1] = {0};
+	size_t at[UNPACK_DEPTH_MAX + 1];
+	uint32_t *depth = malloc(ctx->ndirs * sizeof(*depth));
+
+	lv->order = malloc(ctx->ndirs * sizeof(*lv->order));
+	lv->level_start = malloc((UNPACK_DEPTH_MAX + 1) * sizeof(*lv->level_start));
+	if (depth == NULL || lv->order == NULL || lv->level_start == NULL) {
+		free(depth);
+		return false;
+	}
+	/* Ids are depth-first: a parent's id is below its children's. */
+	depth[0] = 0;
+	lv->nlevels = 0;
+	for (size_t i = 1; i < ctx->ndirs; i++) {
+		depth[i] = depth[ctx->dirs[i].parent] + 1;
+		assert(depth[i] <= UNPACK_DEPTH_MAX);
+		counts[depth[i]]++;
+		if (depth[i] > lv->nlevels)
+			lv->nlevels = depth[i];
+	}
+	/* Level l holds the directories at depth l + 1, in id order. */
+	lv->level_start[0] = 0;
+	for (size_t l = 0; l < lv->nlevels; l++) {
+		at[l] = lv->level_start[l];
+		lv->level_start[l + 1] = lv->level_start[l] + counts[l + 1];
+	}
+	for (size_t i = 1; i < ctx->ndirs; i++)
+		lv->order[at[depth[i] - 1]++] = (uint32_t)i;
+	free(depth);
+	return true;
+}
+
+/*
+ * make_dirs by nthreads threads, this one included. *ran is false when it
+ * could not start (out of memory): make_dirs then does it all.
+ */
+static enum cb_status make_dirs_parallel(struct unpack_ctx *ctx, size_t nthreads, bool *out_of_fds,
+					 bool *ran)
+{
+	struct dir_levels lv;
+	struct dir_maker m[UNPACK_WORKERS_MAX];
+	enum cb_status st = CB_OK;
+
+	*out_of_fds = false;
+	*ran = false;
+	memset(&lv, 0, sizeof(lv));
+	lv.ctx = ctx;
+	if (nthreads > UNPACK_WORKERS_MAX)
+		nthreads = UNPACK_WORKERS_MAX;
+	if (!plan_levels(ctx, &lv) || pthread_mutex_init(&lv.lock, NULL) != 0) {
+		free(lv.order);
+		free(lv.level_start);
+		return CB_OK;
+	}
+	if (pthread_cond_init(&lv.changed, NULL) != 0) {
+		pthread_mutex_destroy(&lv.lock);
+		free(lv.order);
+		free(lv.level_start);
+		return CB_OK;
+	}
+	*ran = true;
+	/* The threads wait at the gate until their number is final: a failed create lowers it. */
+	lv.nthreads = 1;
+	for (size_t i = 0; i < nthreads; i++) {
+		memset(&m[i], 0, sizeof(m[i]));
+		m[i].lv = &lv;
+		m[i].index = i;
+		m[i].st = CB_OK;
+		cb_error_init(&m[i].err);
+		if (i == 0)
+			continue;
+		m[i].started = pthread_create(&m[i].thread, NULL, dir_maker_run, &m[i]) == 0;
+		if (!m[i].started)
+			break;
+		lv.nthreads = i + 1;
+	}
+	pthread_mutex_lock(&lv.lock);
+	lv.go = true;
+	pthread_cond_broadcast(&lv.changed);
+	pthread_mutex_unlock(&lv.lock);
+	dir_maker_run(&m[0]);
+	for (size_t i = 0; i < lv.nthreads; i++) {
+		if (i > 0)
+			pthread_join(m[i].thread, NULL);
+		ctx->res->dirs += m[i].made;
+		if (st == CB_OK && m[i].st != CB_OK) {
+			st = m[i].st;
+			*ctx->err = m[i].err;
+		}
+	}
+	*out_of_fds =
+		st != CB_OK && (ctx->err->sys_errno == EMFILE || ctx->err->sys_errno == ENFILE);
+	pthread_cond_destroy(&lv.changed);
+	pthread_mutex_destroy(&lv.lock);
+	free(lv.order);
+	free(lv.level_start);
 	return st;
 }
 
@@ -2787,7 +2976,7 @@ static bool needs_libzip(const struct unpack_ctx *ctx, const struct unpack_entry
 static enum cb_status make_tree_dirs(struct unpack_ctx *ctx)
 {
 	size_t nfiles = 0;
-	bool out_of_fds = false;
+	bool out_of_fds = false, ran = false;
 	enum cb_status st;
 
 	st = plan_dirs(ctx);
@@ -2805,7 +2994,10 @@ static enum cb_status make_tree_dirs(struct unpack_ctx *ctx)
 				ctx->dir_fds[i] = -1;
 		}
 	}
-	st = make_dirs(ctx, &out_of_fds);
+	if (ctx->dir_fds != NULL && ctx->workers > 1 && ctx->ndirs > UNPACK_PARALLEL_DIRS_MIN)
+		st = make_dirs_parallel(ctx, ctx->workers, &out_of_fds, &ran);
+	if (!ran)
+		st = make_dirs(ctx, &out_of_fds);
 	if (st != CB_OK && out_of_fds) {
 		/* Descriptors are short after all: without the table, from the start. */
 		close_dir_table(ctx);

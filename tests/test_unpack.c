@@ -768,6 +768,37 @@ static void many_files_in_parallel(void **state)
 }
 
 /*
+ * 440 directories are made by several threads a level at a time. Where the
+ * destination already holds a file in place of one of them (last level, and
+ * one level up), the install fails naming that directory's entry; no thread
+ * is left waiting.
+ */
+static void directory_blocked_by_a_file(void **state)
+{
+	static const char *const blocked[] = {"pkg37/sub4/leaf", "pkg21/sub2"};
+	char src[2048], zip[2048], dest[2048], p[2048];
+	struct cb_unpack_result res;
+	struct cb_error err;
+
+	(void)state;
+	fmt_path(src, sizeof(src), "%s/many", test_root);
+	fmt_path(zip, sizeof(zip), "%s/many.zip", test_root);
+	make_many(src, zip);
+	for (size_t k = 0; k < sizeof(blocked) / sizeof(blocked[0]); k++) {
+		char want[256];
+
+		fmt_path(dest, sizeof(dest), "%s/out-blocked%zu", test_root, k);
+		fmt_path(p, sizeof(p), "%s/%s", dest, blocked[k]);
+		assert_int_equal(run_sh("mkdir -p \"$(dirname '%s')\" && echo x > '%s'", p, p), 0);
+		assert_int_equal(unpack(zip, dest, 0, &res, &err), CB_E_ZIP);
+		snprintf(want, sizeof(want), "is not a directory");
+		assert_non_null(strstr(err.message, want));
+		snprintf(want, sizeof(want), "%s/", blocked[k]);
+		assert_non_null(strstr(err.message, want));
+	}
+}
+
+/*
  * consume_zip: a scratch copy of the zip is given back to the file system as
  * it is extracted (small files in chunks, a big entry as it streams, the
  * central directory last), and the tree is still exact. A zip that is not
@@ -1565,6 +1596,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(many_files_in_parallel, setup, teardown),
 		cmocka_unit_test_setup_teardown(consumed_zip_is_given_back, setup, teardown),
 		cmocka_unit_test_setup_teardown(few_descriptors, setup, teardown),
+		cmocka_unit_test_setup_teardown(directory_blocked_by_a_file, setup, teardown),
 		cmocka_unit_test(descriptor_table_reserved),
 		cmocka_unit_test_setup_teardown(many_files_one_damaged, setup, teardown),
 		cmocka_unit_test_setup_teardown(enospc_with_workers, setup, teardown),
