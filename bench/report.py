@@ -536,6 +536,11 @@ def machine_text(res):
     ])
 
 
+def run_settle(name):
+    import run  # the settle thresholds live with the code that applies them
+    return getattr(run, name)
+
+
 def run_build_flags(coldboot):
     import run  # only for results written before run.py recorded the flags itself
     return run.build_flags(coldboot)
@@ -688,6 +693,18 @@ def write(res, docs_dir):
               "left dirty, so that no run pays for another's writeback (on two CPUs a kworker "
               "flushing 180 MB competes with a parallel extractor more than with `unzip`)."
               % cfg.get("pause_s", 2))
+    st = (res.get("settled") or {}).get("ext4")
+    if st:
+        md.append("- Before each ext4 group the run waits, up to %d s, until creating %d small files "
+                  "there takes at most %.0f ms (on this ext4, creating files after many were "
+                  "deleted, by an earlier benchmark or anything else, stalls for minutes: a run "
+                  "started right after another measured its write-only floor at 3.2-4.1 s instead "
+                  "of 0.46 s). This run waited %s." % (
+                      run_settle("SETTLE_MAX_S"), run_settle("SETTLE_FILES"),
+                      1000 * run_settle("SETTLE_OK_S"),
+                      " and ".join("%.0f s (%d probe%s)" % (x["waited_s"], x["probes"],
+                                                           "" if x["probes"] == 1 else "s")
+                                   for x in st)))
     cl = res.get("cleanup_s") or {}
     made = {}
     for g in res["groups"]:

@@ -23,6 +23,7 @@ What it does, in one run:
      PASS/MISS per target.
 """
 import argparse
+import itertools
 import json
 import os
 import platform
@@ -224,6 +225,45 @@ def load_between(a, b):
 def sync_pause(seconds):
     os.sync()
     time.sleep(seconds)
+
+
+_settle_dirs = itertools.count()  # one fresh directory per probe, over the whole benchmark
+SETTLE_FILES = 500
+SETTLE_OK_S = 0.060  # 500 small files: 15-40 ms when settled here, 110-340 ms while stalled
+SETTLE_MAX_S = 300
+SETTLE_EVERY_S = 5
+
+
+def wait_settled(root, log):
+    """Waits (bounded) until creating files on root is fast again.
+
+    On this ext4 (mounted with `discard`), creating files right after many were deleted -- the
+    end of an earlier benchmark, or anything else -- stalls inside the kernel for minutes: a run
+    started then measured its write-only floor at 3.2-4.1 s instead of 0.46 s. Each probe creates
+    SETTLE_FILES small files in a fresh directory under root, which is kept until the benchmark's
+    end (deleting them would stall the next probe). Returns (seconds waited, probes, last probe).
+    """
+    t0 = time.monotonic()
+    probes = 0
+    while True:
+        d = os.path.join(root, "settle-%d" % next(_settle_dirs))
+        os.makedirs(d)
+        t = time.monotonic()
+        for i in range(SETTLE_FILES):
+            fd = os.open(os.path.join(d, "f%d" % i), os.O_CREAT | os.O_WRONLY | os.O_EXCL, 0o644)
+            os.write(fd, b"x" * 100)
+            os.close(fd)
+        last = time.monotonic() - t
+        probes += 1
+        waited = time.monotonic() - t0
+        if last <= SETTLE_OK_S or waited >= SETTLE_MAX_S:
+            if last > SETTLE_OK_S:
+                log("warning: creating files on %s is still slow after %.0f s (%.0f ms for %d)"
+                    % (root, waited, 1000 * last, SETTLE_FILES))
+            elif probes > 1:
+                log("waited %.0f s for %s to settle (%d probes)" % (waited, root, probes))
+            return {"waited_s": waited, "probes": probes, "last_probe_s": last}
+        time.sleep(SETTLE_EVERY_S)
 
 
 # ---- contenders ----
@@ -857,8 +897,13 @@ def main():
                 log("warning: %s root %s is %s, not %s" % (name, fs_roots[name], got, want))
         bench.setup()
         groups = []
+        settled = {}
         for b in args.bundles:
             for name in args.fs:
+                if name == "ext4":
+                    os.makedirs(fs_roots[name], exist_ok=True)
+                    settle = wait_settled(fs_roots[name], log)
+                    settled.setdefault(name, []).append(settle)
                 t0 = time.monotonic()
                 groups.append(bench.run_group(b, name, fs_roots[name]))
                 log("group %s/%s done in %.0f s" % (b, name, time.monotonic() - t0))
@@ -879,6 +924,7 @@ def main():
             "started": time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(t_wall)),
             "duration_s": time.monotonic() - t_start,
             "command": args.command or "bench/run.py " + " ".join(sys.argv[1:]),
+            "settled": settled,
             "config": {"reps": args.reps, "warm_runs": args.warm_runs, "bundles": args.bundles,
                        "fs": args.fs, "quick": args.quick, "pause_s": args.pause},
             "coldboot": {"path": bench.cb, "version": subprocess.run(
