@@ -75,32 +75,46 @@ static void sink_compare_ahead(struct zip_sink *sink, const unsigned char *data,
 	}
 }
 
+/*
+ * Writes p[0..size) of the download at *offset, whole, moving *offset past
+ * what was written (also when a write fails); a write of nothing is a full disk.
+ */
+static enum cb_status store_at(int fd, const unsigned char *p, size_t size, uint64_t *offset,
+			       struct cb_error *err)
+{
+	while (size > 0) {
+		ssize_t n = pwrite(fd, p, size, (off_t)*offset);
+		int saved = n == 0 ? ENOSPC : errno;
+
+		if (n < 0 && saved == EINTR)
+			continue;
+		if (n <= 0)
+			return cb_error_set(err,
+					    saved == ENOSPC || saved == EDQUOT ? CB_E_SPACE :
+										 CB_E_IO,
+					    saved, "cannot store the download in the cache: %s",
+					    strerror(saved));
+		p += n;
+		size -= (size_t)n;
+		*offset += (uint64_t)n;
+	}
+	return CB_OK;
+}
+
 static enum cb_status sink_write(void *ctx, const void *data, size_t size, struct cb_error *err)
 {
 	struct zip_sink *sink = ctx;
-	const unsigned char *p = data;
 	int64_t t0 = cb_clock_now_ms();
+	enum cb_status st;
 
 	cb_hasher_update(sink->hasher, data, size);
 	sink->hash_ms += cb_clock_now_ms() - t0;
 	if (sink->avail != NULL && cb_avail_usable(sink->avail))
 		sink_compare_ahead(sink, data, size);
-	while (size > 0) {
-		/* At its offset: libzip reads through a dup of this fd, which shares the position. */
-		ssize_t n = pwrite(sink->fd, p, size, (off_t)sink->bytes);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return cb_error_set(err,
-					    errno == ENOSPC || errno == EDQUOT ? CB_E_SPACE :
-										 CB_E_IO,
-					    errno, "cannot store the download in the cache: %s",
-					    strerror(errno));
-		p += n;
-		size -= (size_t)n;
-		sink->bytes += (uint64_t)n;
-	}
+	/* At its offset: libzip reads through a dup of this fd, which shares the position. */
+	st = store_at(sink->fd, data, size, &sink->bytes, err);
+	if (st != CB_OK)
+		return st;
 	if (sink->avail != NULL)
 		cb_avail_set_prefix(sink->avail, sink->bytes);
 	return CB_OK;
@@ -126,22 +140,7 @@ static enum cb_status sink_write_at(void *ctx, uint64_t offset, const void *data
 		size -= (size_t)skip;
 		offset = sink->bytes;
 	}
-	while (size > 0) {
-		ssize_t n = pwrite(sink->fd, p, size, (off_t)offset);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return cb_error_set(err,
-					    errno == ENOSPC || errno == EDQUOT ? CB_E_SPACE :
-										 CB_E_IO,
-					    errno, "cannot store the download in the cache: %s",
-					    strerror(errno));
-		p += n;
-		size -= (size_t)n;
-		offset += (uint64_t)n;
-	}
-	return CB_OK;
+	return store_at(sink->fd, p, size, &offset, err);
 }
 
 static enum cb_status sink_restart(void *ctx, struct cb_error *err)
