@@ -983,22 +983,55 @@ static int cmp_name(const void *a, const void *b)
  * so for check_overlaps): one pread brings in as many neighbouring headers
  * as ctx->buf holds, rather than one pread each.
  */
-static enum cb_status check_local_headers(struct unpack_ctx *ctx, const struct unpack_cd *cd)
+/* Fills by_name (borrowed) with every entry in local-header order. */
+static struct unpack_entry **sort_by_offset(struct unpack_ctx *ctx)
 {
 	struct unpack_entry **v = ctx->by_name;
-	uint64_t win_start = 0;
-	size_t win_len = 0;
-	enum cb_status st;
 
 	for (size_t i = 0; i < ctx->count; i++)
 		v[i] = &ctx->entries[i];
 	qsort(v, ctx->count, sizeof(*v), cmp_offset);
+	return v;
+}
+
+/* The entry's local header (fixed part and name) must end before the central directory. */
+static enum cb_status check_header_inside(struct unpack_ctx *ctx, const struct unpack_cd *cd,
+					  const struct unpack_entry *e)
+{
+	size_t want = ZIP_LFH_BYTES + e->raw_name_len;
+
+	if (e->local_offset > cd->cd_offset || cd->cd_offset - e->local_offset < want)
+		return refuse_entry(ctx, e, "local header lies outside the archive's data");
+	return CB_OK;
+}
+
+/* b comes right after a in offset order: they may not start at the same local header. */
+static enum cb_status check_not_shared(struct unpack_ctx *ctx, const struct unpack_entry *a,
+				       const struct unpack_entry *b)
+{
+	char shown[UNPACK_SHOWN_NAME_MAX];
+
+	if (a->local_offset == b->local_offset)
+		return refuse(ctx, b->raw_name, b->raw_name_len,
+			      "shares its local header with entry \"%s\"",
+			      show_name(a->raw_name, a->raw_name_len, shown, sizeof(shown)));
+	return CB_OK;
+}
+
+static enum cb_status check_local_headers(struct unpack_ctx *ctx, const struct unpack_cd *cd)
+{
+	struct unpack_entry **v = sort_by_offset(ctx);
+	uint64_t win_start = 0;
+	size_t win_len = 0;
+	enum cb_status st;
+
 	for (size_t i = 0; i < ctx->count; i++) {
 		struct unpack_entry *e = v[i];
 		size_t want = ZIP_LFH_BYTES + e->raw_name_len;
 
-		if (e->local_offset > cd->cd_offset || cd->cd_offset - e->local_offset < want)
-			return refuse_entry(ctx, e, "local header lies outside the archive's data");
+		st = check_header_inside(ctx, cd, e);
+		if (st != CB_OK)
+			return st;
 		if (e->local_offset < win_start || e->local_offset - win_start + want > win_len) {
 			/* From this header to the last one after it that still fits the buffer. */
 			win_start = e->local_offset;
@@ -1034,11 +1067,10 @@ static enum cb_status check_overlaps(struct unpack_ctx *ctx)
 
 	for (size_t i = 1; i < ctx->count; i++) {
 		const struct unpack_entry *a = v[i - 1], *b = v[i];
+		enum cb_status st = check_not_shared(ctx, a, b);
 
-		if (a->local_offset == b->local_offset)
-			return refuse(ctx, b->raw_name, b->raw_name_len,
-				      "shares its local header with entry \"%s\"",
-				      show_name(a->raw_name, a->raw_name_len, shown, sizeof(shown)));
+		if (st != CB_OK)
+			return st;
 		if (a->data_end > b->local_offset)
 			return refuse(ctx, b->raw_name, b->raw_name_len,
 				      "overlaps the data of entry \"%s\"",
@@ -1055,23 +1087,16 @@ static enum cb_status check_overlaps(struct unpack_ctx *ctx)
  */
 static enum cb_status plan_offsets(struct unpack_ctx *ctx, const struct unpack_cd *cd)
 {
-	char shown[UNPACK_SHOWN_NAME_MAX];
-	struct unpack_entry **v = ctx->by_name;
+	struct unpack_entry **v = sort_by_offset(ctx);
 
-	for (size_t i = 0; i < ctx->count; i++)
-		v[i] = &ctx->entries[i];
-	qsort(v, ctx->count, sizeof(*v), cmp_offset);
 	for (size_t i = 0; i < ctx->count; i++) {
 		struct unpack_entry *e = v[i];
-		size_t want = ZIP_LFH_BYTES + e->raw_name_len;
+		enum cb_status st = check_header_inside(ctx, cd, e);
 
-		if (e->local_offset > cd->cd_offset || cd->cd_offset - e->local_offset < want)
-			return refuse_entry(ctx, e, "local header lies outside the archive's data");
-		if (i > 0 && v[i - 1]->local_offset == e->local_offset)
-			return refuse(ctx, e->raw_name, e->raw_name_len,
-				      "shares its local header with entry \"%s\"",
-				      show_name(v[i - 1]->raw_name, v[i - 1]->raw_name_len, shown,
-						sizeof(shown)));
+		if (st == CB_OK && i > 0)
+			st = check_not_shared(ctx, v[i - 1], e);
+		if (st != CB_OK)
+			return st;
 		e->next = i + 1 < ctx->count ? v[i + 1] : NULL;
 		e->next_offset = i + 1 < ctx->count ? v[i + 1]->local_offset : cd->cd_offset;
 	}
@@ -2968,6 +2993,17 @@ static bool needs_libzip(const struct unpack_ctx *ctx, const struct unpack_entry
 	return e->kind == UNPACK_FILE || (ctx->avail != NULL && e->kind == UNPACK_SYMLINK);
 }
 
+/* The regular files the workers write (stored or deflated; libzip does the others). */
+static size_t count_fast_files(const struct unpack_ctx *ctx)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < ctx->count; i++)
+		if (ctx->entries[i].kind == UNPACK_FILE && is_fast_method(&ctx->entries[i]))
+			n++;
+	return n;
+}
+
 /*
  * Every directory, before any file, so the workers never create one (and,
  * with a table, each stays open for them). Sets ctx->workers, which the
@@ -2975,17 +3011,13 @@ static bool needs_libzip(const struct unpack_ctx *ctx, const struct unpack_entry
  */
 static enum cb_status make_tree_dirs(struct unpack_ctx *ctx)
 {
-	size_t nfiles = 0;
 	bool out_of_fds = false, ran = false;
 	enum cb_status st;
 
 	st = plan_dirs(ctx);
 	if (st != CB_OK)
 		return st;
-	for (size_t i = 0; i < ctx->count; i++)
-		if (ctx->entries[i].kind == UNPACK_FILE && is_fast_method(&ctx->entries[i]))
-			nfiles++;
-	ctx->workers = worker_count(ctx, nfiles);
+	ctx->workers = worker_count(ctx, count_fast_files(ctx));
 	if (room_for_dir_table(ctx, ctx->workers)) {
 		ctx->dir_fds = malloc(ctx->ndirs * sizeof(*ctx->dir_fds));
 		if (ctx->dir_fds != NULL) {
@@ -3012,13 +3044,10 @@ static enum cb_status extract(struct unpack_ctx *ctx)
 	struct unpack_entry **files = NULL;
 	struct unpack_dir_cache cache = {0, -1};
 	struct libzip_release release = {NULL, 0, false};
-	size_t nfiles = 0, nbigs = 0, workers = ctx->workers, limit_bytes;
+	size_t nfiles = count_fast_files(ctx), nbigs = 0, workers = ctx->workers, limit_bytes;
 	bool libzip_files = false;
 	enum cb_status st;
 
-	for (size_t i = 0; i < ctx->count; i++)
-		if (ctx->entries[i].kind == UNPACK_FILE && is_fast_method(&ctx->entries[i]))
-			nfiles++;
 	limit_bytes = buffer_limit(ctx, workers);
 	cb_log(CB_LOG_DEBUG, "unpack: %zu workers, %zu KiB buffers each", workers,
 	       2 * limit_bytes / 1024);
