@@ -169,6 +169,24 @@ def count_calls(cache, url, checksum, kind, work):
     return max(per_pid.values(), default=0)
 
 
+def kill_then_restart(cache, url, checksum, src, kind, n, what):
+    """Kills a start at its n-th call of kind: the cache holds the whole bundle or none of it, and
+    a restart publishes it, with `current` right and nothing left in staging."""
+    inject = "inject=%s:signal=SIGKILL:when=%d" % (kind, n)
+    cbtest.run(["strace", "-f", "-qq", "-o", os.devnull, "-e", "trace=" + kind, "-e", inject,
+                cbtest.COLDBOOT, "ensure", "--url", url, "--checksum", checksum, "--dir", cache],
+               env=cbtest.base_env())
+    check_complete_or_absent(cache, src, checksum, what)
+    proc = ensure(cache, url, checksum)
+    check_exit(proc, 0, "the restart " + what)
+    check(check_complete_or_absent(cache, src, checksum, "restart " + what),
+          "restart %s published nothing" % what)
+    check_equal(leftovers(cache), [], "staging leftovers after the restart " + what)
+    current = os.readlink(os.path.join(cache, "current"))
+    check_equal(current, "bundles/" + cbtest.digest_of(checksum), "current " + what)
+    cbtest.remove_tree(cache)
+
+
 def test_sigkill_at_every_kth_call_then_restart():
     if not cbtest.strace_available():
         raise Skip("strace is not installed or cannot trace here")
@@ -183,22 +201,9 @@ def test_sigkill_at_every_kth_call_then_restart():
             continue
         step = max(1, -(-total // MAX_POINTS_PER_KIND))
         for n in range(1, total + 1, step):
-            cache = os.path.join(work, "cache-%d" % n)
-            inject = "inject=%s:signal=SIGKILL:when=%d" % (kind, n)
-            proc = cbtest.run(["strace", "-f", "-qq", "-o", os.devnull, "-e", "trace=" + kind,
-                               "-e", inject, cbtest.COLDBOOT, "ensure", "--url", url, "--checksum",
-                               checksum, "--dir", cache], env=cbtest.base_env())
-            what = "after SIGKILL at %s #%d" % (kind, n)
-            check_complete_or_absent(cache, src, checksum, what)
-            proc = ensure(cache, url, checksum)
-            check_exit(proc, 0, "the restart " + what)
-            check(check_complete_or_absent(cache, src, checksum, "restart " + what),
-                  "restart %s published nothing" % what)
-            check_equal(leftovers(cache), [], "staging leftovers after the restart " + what)
-            current = os.readlink(os.path.join(cache, "current"))
-            check_equal(current, "bundles/" + cbtest.digest_of(checksum), "current " + what)
+            kill_then_restart(os.path.join(work, "cache-%d" % n), url, checksum, src, kind, n,
+                              "after SIGKILL at %s #%d" % (kind, n))
             covered[kind] += 1
-            cbtest.remove_tree(cache)
     total_points = sum(covered.values())
     print("kill points covered: %d (%s)" % (
         total_points, ", ".join("%s %d" % (k, v) for k, v in covered.items())), flush=True)
@@ -230,20 +235,9 @@ def test_sigkill_while_unpacking_during_the_download_then_restart():
             total = count_calls(os.path.join(work, "probe-" + kind), url, checksum, kind, work)
             step = max(1, total // STREAM_POINTS_PER_KIND)
             for n in range(max(1, step // 2), total + 1, step):
-                cache = os.path.join(work, "cache-%s-%d" % (kind, n))
-                inject = "inject=%s:signal=SIGKILL:when=%d" % (kind, n)
-                cbtest.run(["strace", "-f", "-qq", "-o", os.devnull, "-e", "trace=" + kind, "-e",
-                            inject, cbtest.COLDBOOT, "ensure", "--url", url, "--checksum", checksum,
-                            "--dir", cache], env=cbtest.base_env())
-                what = "after SIGKILL at %s #%d while streaming" % (kind, n)
-                check_complete_or_absent(cache, src, checksum, what)
-                proc = ensure(cache, url, checksum)
-                check_exit(proc, 0, "the restart " + what)
-                check(check_complete_or_absent(cache, src, checksum, "restart " + what),
-                      "restart %s published nothing" % what)
-                check_equal(leftovers(cache), [], "staging leftovers after the restart " + what)
+                kill_then_restart(os.path.join(work, "cache-%s-%d" % (kind, n)), url, checksum,
+                                  src, kind, n, "after SIGKILL at %s #%d while streaming" % (kind, n))
                 covered += 1
-                cbtest.remove_tree(cache)
     print("streaming kill points covered: %d" % covered, flush=True)
     check(covered >= 10, "too few streaming kill points: %d" % covered)
 
