@@ -275,12 +275,60 @@ def gen_browser(w, seed):
     w.file("bin/LICENSE.headless_shell", c.text(mib // 2))
 
 
+def gen_nodemods(w, seed, packages):
+    """node_modules: many small packages, each a few directories of small .js/.d.ts/.map files,
+    some with their own nested node_modules; the small-file, many-directory end of bundles."""
+    rng = random.Random(seed)
+    c = Content(rng)
+    vlq = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+    names = []
+    for p in range(packages):
+        scope = "@%s/" % ident(rng, 1) if rng.random() < 0.2 else ""
+        name = "%s%s-%d" % (scope, ident(rng, rng.randint(1, 2)).replace("_", "-"), p)
+        nested = rng.random() < 0.15 and names
+        base = "node_modules/%s/node_modules/%s" % (rng.choice(names), name) if nested else \
+            "node_modules/%s" % name
+        if not nested:
+            names.append(name)
+        version = "%d.%d.%d" % (rng.randint(0, 9), rng.randint(0, 30), rng.randint(0, 20))
+        w.file(base + "/package.json", b'{"name": "%s", "version": "%s", "main": "lib/index.js"}\n'
+               % (name.encode(), version.encode()))
+        w.file(base + "/README.md", c.text(lognormal_size(rng, 3000, 1.0, 200, 60000)))
+        w.file(base + "/LICENSE", c.text(1070))
+        if rng.random() < 0.4:
+            w.file(base + "/CHANGELOG.md", c.text(lognormal_size(rng, 5000, 1.0, 200, 80000)))
+        dirs = ["lib"]
+        for _ in range(rng.randint(0, 5)):
+            parent = rng.choice(dirs)
+            if parent.count("/") < 3:
+                dirs.append(parent + "/" + ident(rng, 1))
+        if rng.random() < 0.5:
+            dirs.append("dist")
+        for _ in range(max(1, int(rng.expovariate(1.0 / 14)))):
+            d = rng.choice(dirs)
+            mod = ident(rng, rng.randint(1, 2)).replace("_", "-")
+            size = lognormal_size(rng, 1800, 1.1, 40, 300000)
+            w.file("%s/%s/%s.js" % (base, d, mod), c.text(size))
+            r = rng.random()
+            if r < 0.5:
+                w.file("%s/%s/%s.d.ts" % (base, d, mod), c.text(size // 3 + 30))
+            if r < 0.3:
+                m = "".join(rng.choice(vlq) for _ in range(size // 2 + 20))
+                w.file("%s/%s/%s.js.map" % (base, d, mod), m.encode())
+        if rng.random() < 0.05:
+            w.file(base + "/bin/cli.js", b"#!/usr/bin/env node\nrequire('../lib/index.js');\n",
+                   0o755)
+            w.symlink("node_modules/.bin/%s" % name.replace("/", "-"),
+                      "../%s/bin/cli.js" % base[len("node_modules/"):])
+
+
 FIXED_MTIME = 1700000000
 
 BUNDLES = {
     "sitepkgs": lambda w: gen_sitepkgs(w, 20240101, packages=340, mods_per_pkg=36, so_count=130),
     "browser": lambda w: gen_browser(w, 20240202),
     "small": lambda w: gen_sitepkgs(w, 20240303, packages=45, mods_per_pkg=36, so_count=30),
+    "nodemods": lambda w: gen_nodemods(w, 20240404, packages=1700),
 }
 
 
@@ -308,23 +356,53 @@ def build(out_dir, name, force=False):
     # uid/gid extra fields.
     subprocess.run(["zip", "-r", "-q", "-y", "-X", os.path.abspath(tmp_zip), "."], cwd=tree,
                    check=True)
-    with zipfile.ZipFile(tmp_zip) as z:
-        infos = z.infolist()
-    links = [i for i in infos if stat.S_ISLNK(i.external_attr >> 16)]
-    dirs = [i for i in infos if i.is_dir()]
-    regular = [i for i in infos if not i.is_dir() and not stat.S_ISLNK(i.external_attr >> 16)]
-    if (len(regular), len(links), w.bytes) != (w.files, w.symlinks, sum(i.file_size for i in regular)):
+    meta = zip_facts(tmp_zip, name)
+    if (meta["files"], meta["symlinks"], meta["unpacked_bytes"]) != (w.files, w.symlinks, w.bytes):
         raise SystemExit("gen_bundles: %s: the zip does not hold what was written" % name)
-    meta = {"name": name, "files": len(regular), "dirs": len(dirs), "symlinks": len(links),
-            "entries": len(infos), "unpacked_bytes": sum(i.file_size for i in regular),
-            "compressed_bytes": sum(i.compress_size for i in infos),
-            "zip_bytes": os.path.getsize(tmp_zip)}
     os.replace(tmp_zip, zip_path)
     shutil.rmtree(tree)
+    return write_meta(meta_path, meta)
+
+
+def zip_facts(path, name):
+    """What a zip holds, counted from its central directory."""
+    with zipfile.ZipFile(path) as z:
+        infos = z.infolist()
+    links = [i for i in infos if stat.S_ISLNK(i.external_attr >> 16)]
+    regular = [i for i in infos if not i.is_dir() and not stat.S_ISLNK(i.external_attr >> 16)]
+    # Directories as the unpacked tree has them: listed ones and those only implied by a path.
+    dirs = set(i.filename.rstrip("/") for i in infos if i.is_dir())
+    for i in infos:
+        parts = i.filename.rstrip("/").split("/")[:-1]
+        dirs.update("/".join(parts[:k]) for k in range(1, len(parts) + 1))
+    return {"name": name, "files": len(regular), "dirs": len(dirs), "symlinks": len(links),
+            "entries": len(infos), "unpacked_bytes": sum(i.file_size for i in regular),
+            "compressed_bytes": sum(i.compress_size for i in infos),
+            "zip_bytes": os.path.getsize(path)}
+
+
+def write_meta(meta_path, meta):
     with open(meta_path + ".tmp", "w") as f:
         json.dump(meta, f, indent=1)
     os.replace(meta_path + ".tmp", meta_path)
     return meta
+
+
+def adopt(out_dir, name, path):
+    """A zip of the user's own (bench/run.py --zip NAME=PATH): linked (or copied) in as
+    out_dir/NAME.zip, its facts counted from it. Always redone: the file may have changed."""
+    zip_path = os.path.join(out_dir, name + ".zip")
+    tmp = zip_path + ".tmp.zip"
+    if os.path.lexists(tmp):
+        os.unlink(tmp)
+    try:
+        os.link(os.path.realpath(path), tmp)
+    except OSError:
+        shutil.copyfile(path, tmp)
+    os.replace(tmp, zip_path)
+    meta = zip_facts(zip_path, name)
+    meta["source"] = os.path.abspath(path)
+    return write_meta(os.path.join(out_dir, name + ".json"), meta)
 
 
 def main():

@@ -570,6 +570,8 @@ def write(res, docs_dir):
     md.append("bench/run.sh%s        # builds build-bench/ (Release), installs nginx-light, "
               "hyperfine, time if missing" % ("" if not cfg.get("quick") else " --quick"))
     md.append("bench/run.sh --quick  # the sitepkgs bundle only, 3 rounds (about half the time)")
+    md.append("bench/run.sh --bundles nodemods     # a node_modules-like bundle instead")
+    md.append("bench/run.sh --zip mine=/path/to/bundle.zip   # your own zip, same contenders")
     md.append("```")
     md.append("")
     md.append("This run: `%s` (%d timed rounds after one untimed warm-up round, %d execs per "
@@ -581,7 +583,9 @@ def write(res, docs_dir):
     md.append("## Bundles")
     md.append("")
     md.append("Generated at bench time by `bench/gen_bundles.py` from a seeded PRNG (never "
-              "committed), zipped with Info-ZIP `zip -r -q -y` (deflate level 6).")
+              "committed), zipped with Info-ZIP `zip -r -q -y` (deflate level 6)%s." % (
+                  "; a zip of your own (`--zip NAME=PATH`) is run as it is"
+                  if any("source" in b for b in res["bundles"].values()) else ""))
     md.append("")
     md.append("| bundle | what | files | dirs | symlinks | unpacked | zip | ratio |")
     md.append("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
@@ -589,10 +593,13 @@ def write(res, docs_dir):
                         "bytecode, shared-object-like binaries",
             "browser": "headless-browser-like layer: one ~110 MB binary (mixed entropy), "
                        "libraries, resource packs, locales",
+            "nodemods": "node_modules-like tree: ~1,700 small packages of small .js, .d.ts and "
+                        ".map files, some nested, a few bin symlinks",
             "small": "sitepkgs recipe scaled down (profiling only)"}
     for name, b in res["bundles"].items():
+        desc = "your zip: `%s`" % b["source"] if "source" in b else what.get(name, "")
         md.append("| %s | %s | %s | %s | %d | %s | %s | %.2f |" % (
-            name, what.get(name, ""), format(b["files"], ","), format(b["dirs"], ","),
+            name, desc, format(b["files"], ","), format(b["dirs"], ","),
             b["symlinks"], fmt_mb(b["unpacked_bytes"]), fmt_mb(b["zip_bytes"]),
             b["unpacked_bytes"] / b["zip_bytes"]))
     md.append("")
@@ -695,13 +702,18 @@ def write(res, docs_dir):
               % cfg.get("pause_s", 2))
     st = (res.get("settled") or {}).get("ext4")
     if st:
-        md.append("- Before each ext4 group the run waits, up to %d s, until creating %d small files "
-                  "there takes at most %.0f ms (on this ext4, creating files after many were "
-                  "deleted, by an earlier benchmark or anything else, stalls for minutes: a run "
-                  "started right after another measured its write-only floor at 3.2-4.1 s instead "
-                  "of 0.46 s). This run waited %s." % (
-                      run_settle("SETTLE_MAX_S"), run_settle("SETTLE_FILES"),
-                      1000 * run_settle("SETTLE_OK_S"),
+        md.append("- Before each ext4 group the run waits until %d s have passed since an earlier "
+                  "benchmark deleted its ext4 runs, then, up to %d s, until creating %d small files "
+                  "there takes at most %.0f ms. This ext4 has no journal, and then the kernel does "
+                  "not reuse an inode deleted less than 60 s ago (360 s while its inode-table "
+                  "block is dirty): `recently_deleted()` in `fs/ext4/ialloc.c` looks up the "
+                  "inode-table block of every such free inode a creation passes. `perf` shows it: "
+                  "right after a large deletion, 60 %% of the CPU of creating files went to "
+                  "`find_inode_bit`, `recently_deleted` and `find_get_block_common`, and the "
+                  "write-only floor of nodemods took 5.1-5.7 s instead of 0.65 s. This run waited "
+                  "%s." % (
+                      run_settle("RECENT_DELETE_S"), run_settle("SETTLE_MAX_S"),
+                      run_settle("SETTLE_FILES"), 1000 * run_settle("SETTLE_OK_S"),
                       " and ".join("%.0f s (%d probe%s)" % (x["waited_s"], x["probes"],
                                                            "" if x["probes"] == 1 else "s")
                                    for x in st)))
@@ -717,8 +729,7 @@ def write(res, docs_dir):
                       format(made.get("ext4", 0), ","), cl["ext4"],
                       ": this ext4 is mounted with `discard`, so every freed extent waits for a "
                       "discard request to the virtual disk (`blkdev_issue_discard` under "
-                      "`ext4_free_blocks` in the kernel stack of a deleting `rm`), which is likely also "
-                      "why creating files right after a large delete stalls" if "discard" in
+                      "`ext4_free_blocks` in the kernel stack of a deleting `rm`)" if "discard" in
                       opts.split(",") else "", cl.get("tmpfs", 0)))
     md.append("- Every run's result is checked (exit status, and the number of entries in the "
               "unpacked tree); a failed run is reported and not counted.")

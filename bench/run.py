@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """coldboot's cold/warm start benchmark (issue 7). Usually started through bench/run.sh.
 
-    bench/run.py [--reps N] [--quick] [--bundles sitepkgs,browser] [--fs tmpfs,ext4]
+    bench/run.py [--reps N] [--quick] [--bundles sitepkgs,browser] [--zip NAME=PATH]...
+                 [--fs tmpfs,ext4]
                  [--coldboot PATH] [--warm-runs N] [--no-profile] [--keep]
                  [--results FILE] [--docs DIR]
 
@@ -232,18 +233,49 @@ SETTLE_FILES = 500
 SETTLE_OK_S = 0.060  # 500 small files: 15-40 ms when settled here, 110-340 ms while stalled
 SETTLE_MAX_S = 300
 SETTLE_EVERY_S = 5
+# An ext4 without a journal (this one) does not hand out an inode deleted less than 60 s ago,
+# or 360 s while its inode-table block is still dirty (recently_deleted() in the kernel's
+# fs/ext4/ialloc.c): every creation looks up the inode-table block of each such free inode
+# it passes. While a large deleted tree is that recent, creating files costs several times
+# more (write_floor of nodemods: 5.1-5.7 s at 1.5-3 minutes after the benchmark deleted its
+# runs, 1.24 s at 6 minutes, 0.65 s later). A probe of a few hundred files does not see it
+# (a fresh directory lands in a clean inode group); the time since the deletion does.
+DELETE_STAMP = ".coldboot-bench-deleted"
+RECENT_DELETE_S = 370
 
 
-def wait_settled(root, log):
+def note_deleted(ext4_dir):
+    """Records when a benchmark last deleted a tree on ext4 (wait_settled reads it)."""
+    try:
+        with open(os.path.join(ext4_dir, DELETE_STAMP), "w") as f:
+            f.write("%.0f\n" % time.time())
+    except OSError:
+        pass
+
+
+def since_deleted(ext4_dir):
+    try:
+        with open(os.path.join(ext4_dir, DELETE_STAMP)) as f:
+            return time.time() - float(f.read())
+    except (OSError, ValueError):
+        return None
+
+
+def wait_settled(root, log, ext4_dir=None):
     """Waits (bounded) until creating files on root is fast again.
 
-    On this ext4 (mounted with `discard`), creating files right after many were deleted -- the
-    end of an earlier benchmark, or anything else -- stalls inside the kernel for minutes: a run
-    started then measured its write-only floor at 3.2-4.1 s instead of 0.46 s. Each probe creates
-    SETTLE_FILES small files in a fresh directory under root, which is kept until the benchmark's
-    end (deleting them would stall the next probe). Returns (seconds waited, probes, last probe).
+    First until RECENT_DELETE_S have passed since an earlier benchmark deleted its ext4 runs
+    (see above). Then, as a deletion by anything else may also be recent, until a probe is
+    fast: each creates SETTLE_FILES small files in a fresh directory under root, kept until
+    the benchmark's end (deleting them would slow the next probe). Returns the seconds waited,
+    the probes, the last probe.
     """
     t0 = time.monotonic()
+    ago = since_deleted(ext4_dir) if ext4_dir else None
+    if ago is not None and 0 <= ago < RECENT_DELETE_S:
+        log("waiting %.0f s: an earlier benchmark deleted its ext4 runs %.0f s ago"
+            % (RECENT_DELETE_S - ago, ago))
+        time.sleep(RECENT_DELETE_S - ago)
     probes = 0
     while True:
         d = os.path.join(root, "settle-%d" % next(_settle_dirs))
@@ -390,17 +422,25 @@ class Bench:
 
     def write_manifest(self, b):
         """The zip's tree for write_floor: directories, file sizes, symlinks (bench/write_floor.c)."""
+        made = set()
+
+        def mkdir_p(out, d):
+            # Each directory once, its parents before it: one mkdir each, as coldboot does.
+            if d and d not in made:
+                mkdir_p(out, os.path.dirname(d))
+                made.add(d)
+                out.write("d %s\n" % d)
+
         with zipfile.ZipFile(self.zip_path(b)) as z, open(self.manifest_path(b), "w") as out:
             for i in z.infolist():
                 kind = (i.external_attr >> 16) & 0o170000
                 if i.is_dir():
-                    out.write("d %s\n" % i.filename.rstrip("/"))
+                    mkdir_p(out, i.filename.rstrip("/"))
                 elif kind == 0o120000:
+                    mkdir_p(out, os.path.dirname(i.filename))
                     out.write("l %s\t%s\n" % (z.read(i).decode(), i.filename))
                 else:
-                    parent = os.path.dirname(i.filename)
-                    if parent:
-                        out.write("d %s\n" % parent)
+                    mkdir_p(out, os.path.dirname(i.filename))
                     out.write("f %d %s\n" % (i.file_size, i.filename))
 
     def c_unzip_local(self, b, d):
@@ -413,7 +453,10 @@ class Bench:
         os.makedirs(self.www, exist_ok=True)
         for b in self.args.bundles:
             t0 = time.monotonic()
-            self.meta[b] = gen_bundles.build(self.www, b)
+            if b in self.args.zips:
+                self.meta[b] = gen_bundles.adopt(self.www, b, self.args.zips[b])
+            else:
+                self.meta[b] = gen_bundles.build(self.www, b)
             log("bundle %s: %d files, %.1f MB unpacked, %.1f MB zip (%.1f s)" % (
                 b, self.meta[b]["files"], self.meta[b]["unpacked_bytes"] / 1e6,
                 self.meta[b]["zip_bytes"] / 1e6, time.monotonic() - t0))
@@ -842,7 +885,10 @@ def main():
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--quick", action="store_true",
                     help="one bundle (sitepkgs), 3 reps, 100 warm runs per sample (~5 minutes)")
-    ap.add_argument("--bundles", default="sitepkgs,browser")
+    ap.add_argument("--bundles", default=None,
+                    help="generated bundles to run (default sitepkgs,browser; also nodemods)")
+    ap.add_argument("--zip", action="append", default=[], metavar="NAME=PATH",
+                    help="also run a zip of your own under NAME (alone unless --bundles is given)")
     ap.add_argument("--fs", default="tmpfs,ext4")
     ap.add_argument("--bench-dir", default=os.environ.get("BENCH_DIR", "/dev/shm/coldboot-bench"))
     ap.add_argument("--ext4-dir", default=os.environ.get("BENCH_EXT4_DIR", "/tmp/coldboot-bench-ext4"))
@@ -856,16 +902,26 @@ def main():
     ap.add_argument("--docs", default=os.path.join(REPO, "docs"))
     ap.add_argument("--command", default=None, help="the command line to print as 'reproduce'")
     args = ap.parse_args()
+    args.zips = {}
+    for z in args.zip:
+        name, eq, path = z.partition("=")
+        if not eq or not re.fullmatch(r"[A-Za-z0-9_-]{1,40}", name) or not os.path.isfile(path):
+            ap.error("--zip wants NAME=PATH (NAME of letters, digits, - and _; PATH a file): %s" % z)
+        if name in gen_bundles.BUNDLES or name in args.zips:
+            ap.error("--zip: the name %s is taken" % name)
+        args.zips[name] = path
+    if args.bundles is None:
+        args.bundles = "" if args.zips else "sitepkgs,browser"
     if args.quick:
-        args.bundles = "sitepkgs"
+        args.bundles = "sitepkgs" if not args.zips else ""
         args.reps = min(args.reps, 3)
         args.warm_runs = min(args.warm_runs, 100)
-    args.bundles = [b for b in args.bundles.split(",") if b]
+    args.bundles = [b for b in args.bundles.split(",") if b] + list(args.zips)
     args.fs = [f for f in args.fs.split(",") if f]
     if not 1 <= args.reps <= 50 or not 10 <= args.warm_runs <= 2000:
         ap.error("--reps must be 1..50 and --warm-runs 10..2000")
     for b in args.bundles:
-        if b not in gen_bundles.BUNDLES:
+        if b not in gen_bundles.BUNDLES and b not in args.zips:
             ap.error("unknown bundle %s" % b)
     if not os.access(args.coldboot, os.X_OK):
         ap.error("no coldboot at %s (build it: cmake -S . -B build-bench -DCMAKE_BUILD_TYPE=Release "
@@ -902,7 +958,7 @@ def main():
             for name in args.fs:
                 if name == "ext4":
                     os.makedirs(fs_roots[name], exist_ok=True)
-                    settle = wait_settled(fs_roots[name], log)
+                    settle = wait_settled(fs_roots[name], log, args.ext4_dir)
                     settled.setdefault(name, []).append(settle)
                 t0 = time.monotonic()
                 groups.append(bench.run_group(b, name, fs_roots[name]))
@@ -918,6 +974,8 @@ def main():
             for name in ("tmpfs", "ext4"):
                 if os.path.exists(fs_roots[name]):
                     cleanup[name] = remove_tree(fs_roots[name])
+                    if name == "ext4":
+                        note_deleted(args.ext4_dir)
                     log("deleted %s: %.0f s" % (fs_roots[name], cleanup[name]))
         results = {
             "machine": info,
@@ -953,13 +1011,16 @@ def main():
                 if os.path.exists(d):
                     log("deleting %s" % d)
                     remove_tree(d)
+                    if d == fs_roots["ext4"]:
+                        note_deleted(args.ext4_dir)
 
 
 def remove_tree(root, jobs=4, timeout_s=3600):
     """Deletes root, its subdirectories by several rm processes at once (bounded in time).
 
     On an ext4 mounted with `discard` every freed extent waits for a discard, so deleting
-    many small files is slow; parallel rm overlaps those waits somewhat.
+    many small files is slow; parallel rm overlaps those waits somewhat. Whoever deletes on
+    ext4 calls note_deleted() after.
     """
     t0 = time.monotonic()
     subdirs = []

@@ -7,6 +7,8 @@
 #                           # idle 2-core VM, up to ~25 when other work shares the cores)
 #   bench/run.sh --quick    # the sitepkgs bundle, 3 rounds (~5 minutes idle, ~13 loaded)
 #   bench/run.sh --reps 9 --bundles browser --fs tmpfs
+#   bench/run.sh --bundles nodemods   # a node_modules-like bundle (45k files, 7.8k dirs)
+#   bench/run.sh --zip mine=/path/to/bundle.zip   # a zip of your own, same contenders
 #
 # Environment: BENCH_DIR (default /dev/shm/coldboot-bench) holds the generated zips, the
 # s3rver data and the tmpfs runs; BENCH_EXT4_DIR (default /tmp/coldboot-bench-ext4) the

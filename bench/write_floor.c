@@ -7,8 +7,9 @@
  *
  *   write_floor MANIFEST DEST THREADS
  *
- * MANIFEST lines (bench/run.py writes them from the zip): "d PATH",
- * "f SIZE PATH", "l TARGET\tPATH". Exits non-zero on the first failure.
+ * MANIFEST lines (bench/run.py writes them from the zip): "d PATH" (each
+ * directory once, after its parent), "f SIZE PATH", "l TARGET\tPATH". Exits
+ * non-zero on the first failure.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -41,18 +42,10 @@ static void die(const char *what, const char *path)
 	exit(1);
 }
 
-/* mkdir -p below dest_fd. */
-static void make_dirs(char *path)
+/* The manifest lists each directory once, after its parent. */
+static void make_dir(const char *path)
 {
-	for (char *p = path; *p != '\0'; p++) {
-		if (*p != '/')
-			continue;
-		*p = '\0';
-		if (mkdirat(dest_fd, path, 0755) != 0 && errno != EEXIST)
-			die("mkdir", path);
-		*p = '/';
-	}
-	if (mkdirat(dest_fd, path, 0755) != 0 && errno != EEXIST)
+	if (mkdirat(dest_fd, path, 0755) != 0)
 		die("mkdir", path);
 }
 
@@ -108,7 +101,7 @@ int main(int argc, char **argv)
 	while (fgets(line, sizeof(line), f) != NULL) {
 		line[strcspn(line, "\n")] = '\0';
 		if (line[0] == 'd') {
-			make_dirs(line + 2);
+			make_dir(line + 2);
 		} else if (line[0] == 'f') {
 			char *end;
 			size_t size = strtoull(line + 2, &end, 10);
