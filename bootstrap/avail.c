@@ -35,6 +35,8 @@ struct cb_avail {
 	uint64_t prefix_bytes;
 	struct avail_range ranges[AVAIL_RANGES_MAX];
 	size_t nranges;
+	/* The least prefix a waiter needs: growing the prefix below it wakes no one. */
+	uint64_t wake_at;
 	struct avail_range request;
 	bool has_request, request_taken;
 	bool download_ended, download_ok;
@@ -69,6 +71,7 @@ struct cb_avail *cb_avail_new(int64_t deadline_ms)
 	pthread_condattr_destroy(&attr);
 	a->deadline_ms = deadline_ms;
 	a->state = AVAIL_PENDING;
+	a->wake_at = UINT64_MAX;
 	return a;
 }
 
@@ -92,7 +95,11 @@ void cb_avail_set_prefix(struct cb_avail *a, uint64_t prefix_bytes)
 {
 	pthread_mutex_lock(&a->lock);
 	a->prefix_bytes = prefix_bytes;
-	pthread_cond_broadcast(&a->changed);
+	/* The body grows 16 KiB at a time: waking every waiter each time cost more than the writes. */
+	if (prefix_bytes >= a->wake_at) {
+		a->wake_at = UINT64_MAX;
+		pthread_cond_broadcast(&a->changed);
+	}
 	pthread_mutex_unlock(&a->lock);
 }
 
@@ -261,6 +268,26 @@ static uint64_t present_until(const struct cb_avail *a, uint64_t start, uint64_t
 	return at < end ? at : end;
 }
 
+/*
+ * The prefix that makes [gap, end) present, with the ranges as they are:
+ * end, less what ranges cover from it down. Lock held.
+ */
+static uint64_t prefix_needed(const struct cb_avail *a, uint64_t gap, uint64_t end)
+{
+	bool moved = true;
+
+	while (end > gap && moved) {
+		moved = false;
+		for (size_t i = 0; i < a->nranges; i++) {
+			if (a->ranges[i].start < end && end <= a->ranges[i].end) {
+				end = a->ranges[i].start;
+				moved = true;
+			}
+		}
+	}
+	return end > gap ? end : gap + 1;
+}
+
 /* The start of the first range at or after at, or end. Lock held. */
 static uint64_t next_range_start(const struct cb_avail *a, uint64_t at, uint64_t end)
 {
@@ -276,7 +303,7 @@ enum cb_status cb_avail_wait(struct cb_avail *a, uint64_t start, uint64_t end, b
 	enum cb_status status = CB_OK;
 	struct timespec ts;
 	int64_t left_ms;
-	uint64_t gap;
+	uint64_t gap, needed;
 
 	pthread_mutex_lock(&a->lock);
 	for (;;) {
@@ -300,6 +327,9 @@ enum cb_status cb_avail_wait(struct cb_avail *a, uint64_t start, uint64_t end, b
 					      (unsigned long long)gap);
 			break;
 		}
+		needed = prefix_needed(a, gap, end);
+		if (needed < a->wake_at)
+			a->wake_at = needed;
 		if (ask && !a->has_request) {
 			a->request.start = gap;
 			a->request.end = next_range_start(a, gap, end);

@@ -128,6 +128,43 @@ static void waiters_wake(void **state)
 	cb_avail_destroy(a);
 }
 
+/*
+ * The body grows in small steps and only a step reaching a waiter's bytes
+ * wakes it; with ranges ahead, the prefix it needs ends where they begin. A
+ * lost wake-up would show as the deadline passing.
+ */
+static void waiters_wake_at_their_bytes(void **state)
+{
+	struct cb_avail *a = cb_avail_new(cb_clock_now_ms() + 3000);
+	struct timespec pause = {0, 20 * 1000 * 1000};
+	struct waiter near, far;
+	pthread_t t_near, t_far;
+	uint64_t total;
+
+	(void)state;
+	assert_non_null(a);
+	cb_avail_set_total(a, 1000);
+	cb_avail_add_range(a, 900, 1000);
+	assert_int_equal(cb_avail_wait_start(a, &total), CB_AVAIL_STREAM);
+	wait_in_thread(a, 500, 950, &far, &t_far); /* needs the prefix at 900 */
+	wait_in_thread(a, 10, 200, &near, &t_near);
+	for (uint64_t p = 16; p < 200; p += 16)
+		cb_avail_set_prefix(a, p);
+	nanosleep(&pause, NULL);
+	assert_int_equal(near.status, CB_E_IO); /* still waiting */
+	cb_avail_set_prefix(a, 200);
+	pthread_join(t_near, NULL);
+	assert_int_equal(near.status, CB_OK);
+	for (uint64_t p = 216; p < 900; p += 16)
+		cb_avail_set_prefix(a, p);
+	nanosleep(&pause, NULL);
+	assert_int_equal(far.status, CB_E_IO);
+	cb_avail_set_prefix(a, 900);
+	pthread_join(t_far, NULL);
+	assert_int_equal(far.status, CB_OK);
+	cb_avail_destroy(a);
+}
+
 /* No range ever came: the unpacker is told not to stream. */
 static void never_streaming(void **state)
 {
@@ -155,6 +192,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(ranges_and_prefix),
 		cmocka_unit_test(waiters_wake),
+		cmocka_unit_test(waiters_wake_at_their_bytes),
 		cmocka_unit_test(never_streaming),
 	};
 
