@@ -698,7 +698,10 @@ def write(res, docs_dir):
               "(on this ext4, creating many files right after deleting many stalls inside the "
               "kernel). Before every run, untimed, a `sync` writes back what the runs before it "
               "left dirty, so that no run pays for another's writeback (on two CPUs a kworker "
-              "flushing 180 MB competes with a parallel extractor more than with `unzip`)."
+              "flushing 180 MB competes with a parallel extractor more than with `unzip`). "
+              "After every ext4 run, untimed, the pages of the files it wrote are dropped "
+              "(`posix_fadvise(DONTNEED)`): the kept runs would otherwise fill the memory with "
+              "about 20 GB of page cache, and later runs would pay for reclaiming it."
               % cfg.get("pause_s", 2))
     st = (res.get("settled") or {}).get("ext4")
     if st:
