@@ -14,6 +14,9 @@ Bundles:
   browser   ~150 MB unpacked: one ~110 MB executable-like binary (mixed compressible and
             incompressible data) plus a few libraries, resource packs and locale files,
             laid out like a headless browser layer under bin/ and lib/.
+  nodemods  ~110 MB unpacked in ~45k small files and ~7.8k directories: a node_modules-like
+            tree of ~1,700 packages (package.json, README, LICENSE, .js, .d.ts, .js.map), some
+            nested in another's node_modules, a few bin/ symlinks.
   small     ~12 MB, ~2.5k files: the sitepkgs recipe scaled down, for callgrind/strace runs.
 
 The content is made from a seeded PRNG only, so the same command yields the same bytes (and
@@ -412,7 +415,7 @@ def main():
     ap.add_argument("--force", action="store_true")
     args = ap.parse_args()
     os.makedirs(args.out, exist_ok=True)
-    for name in args.only or ["sitepkgs", "browser"]:
+    for name in args.only or ["sitepkgs", "browser", "nodemods"]:
         meta = build(args.out, name, args.force)
         print("%s: %d files, %d dirs, %d symlinks, %.1f MB unpacked, %.1f MB zip" % (
             name, meta["files"], meta["dirs"], meta["symlinks"], meta["unpacked_bytes"] / 1e6,

@@ -570,7 +570,7 @@ def write(res, docs_dir):
     md.append("bench/run.sh%s        # builds build-bench/ (Release), installs nginx-light, "
               "hyperfine, time if missing" % ("" if not cfg.get("quick") else " --quick"))
     md.append("bench/run.sh --quick  # the sitepkgs bundle only, 3 rounds (about half the time)")
-    md.append("bench/run.sh --bundles nodemods     # a node_modules-like bundle instead")
+    md.append("bench/run.sh --bundles nodemods     # one bundle only")
     md.append("bench/run.sh --zip mine=/path/to/bundle.zip   # your own zip, same contenders")
     md.append("```")
     md.append("")

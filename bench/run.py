@@ -1,15 +1,16 @@
 #!/usr/bin/env python3
 """coldboot's cold/warm start benchmark (issue 7). Usually started through bench/run.sh.
 
-    bench/run.py [--reps N] [--quick] [--bundles sitepkgs,browser] [--zip NAME=PATH]...
+    bench/run.py [--reps N] [--quick] [--bundles sitepkgs,browser,nodemods] [--zip NAME=PATH]...
                  [--fs tmpfs,ext4]
                  [--coldboot PATH] [--warm-runs N] [--no-profile] [--keep]
                  [--results FILE] [--docs DIR]
 
 What it does, in one run:
-  1. builds (once, cached under $BENCH_DIR, default /dev/shm/coldboot-bench) two bundles:
-     sitepkgs (~110 MB in ~24k files) and browser (~155 MB, one ~110 MB binary), see
-     gen_bundles.py;
+  1. builds (once, cached under $BENCH_DIR, default /dev/shm/coldboot-bench) three bundles:
+     sitepkgs (~110 MB in ~24k files), browser (~155 MB, one ~110 MB binary) and nodemods
+     (~110 MB in ~45k small files and ~7.8k directories), see gen_bundles.py; or a zip of
+     your own (--zip NAME=PATH);
   2. serves them from nginx on 127.0.0.1 (the fast range-capable server; a Python server only
      if nginx is missing, and it says so) and from the verifying S3 peer @20minutes/s3rver
      (objects put with Debian's /usr/bin/aws, path style, s3v4);
@@ -914,7 +915,7 @@ def main():
     ap.add_argument("--quick", action="store_true",
                     help="one bundle (sitepkgs), 3 reps, 100 warm runs per sample (~5 minutes)")
     ap.add_argument("--bundles", default=None,
-                    help="generated bundles to run (default sitepkgs,browser; also nodemods)")
+                    help="generated bundles to run (default sitepkgs,browser,nodemods)")
     ap.add_argument("--zip", action="append", default=[], metavar="NAME=PATH",
                     help="also run a zip of your own under NAME (alone unless --bundles is given)")
     ap.add_argument("--fs", default="tmpfs,ext4")
@@ -939,7 +940,7 @@ def main():
             ap.error("--zip: the name %s is taken" % name)
         args.zips[name] = path
     if args.bundles is None:
-        args.bundles = "" if args.zips else "sitepkgs,browser"
+        args.bundles = "" if args.zips else "sitepkgs,browser,nodemods"
     if args.quick:
         args.bundles = "sitepkgs" if not args.zips else ""
         args.reps = min(args.reps, 3)

@@ -3,11 +3,11 @@
 # tools it compares with are installed, then runs bench/run.py, which writes
 # docs/benchmarks.md and docs/benchmarks.svg. All options go to run.py:
 #
-#   bench/run.sh            # full run: both bundles, tmpfs and ext4, 5 rounds (10 minutes on an
-#                           # idle 2-core VM, up to ~25 when other work shares the cores)
+#   bench/run.sh            # full run: three bundles, tmpfs and ext4, 5 rounds (~20 minutes on
+#                           # an idle 2-core VM, more when other work shares the cores)
 #   bench/run.sh --quick    # the sitepkgs bundle, 3 rounds (~5 minutes idle, ~13 loaded)
 #   bench/run.sh --reps 9 --bundles browser --fs tmpfs
-#   bench/run.sh --bundles nodemods   # a node_modules-like bundle (45k files, 7.8k dirs)
+#   bench/run.sh --bundles nodemods   # only the node_modules-like bundle (45k files)
 #   bench/run.sh --zip mine=/path/to/bundle.zip   # a zip of your own, same contenders
 #
 # Environment: BENCH_DIR (default /dev/shm/coldboot-bench) holds the generated zips, the
