@@ -75,29 +75,17 @@ static void sink_compare_ahead(struct zip_sink *sink, const unsigned char *data,
 	}
 }
 
-/*
- * Writes p[0..size) of the download at *offset, whole, moving *offset past
- * what was written (also when a write fails); a write of nothing is a full disk.
- */
+/* Writes p[0..size) of the download at *offset, whole, then moves *offset past it. */
 static enum cb_status store_at(int fd, const unsigned char *p, size_t size, uint64_t *offset,
 			       struct cb_error *err)
 {
-	while (size > 0) {
-		ssize_t n = pwrite(fd, p, size, (off_t)*offset);
-		int saved = n == 0 ? ENOSPC : errno;
+	int saved = cb_write_full(fd, p, size, (int64_t)*offset);
 
-		if (n < 0 && saved == EINTR)
-			continue;
-		if (n <= 0)
-			return cb_error_set(err,
-					    saved == ENOSPC || saved == EDQUOT ? CB_E_SPACE :
-										 CB_E_IO,
-					    saved, "cannot store the download in the cache: %s",
-					    strerror(saved));
-		p += n;
-		size -= (size_t)n;
-		*offset += (uint64_t)n;
-	}
+	if (saved != 0)
+		return cb_error_set(err, saved == ENOSPC || saved == EDQUOT ? CB_E_SPACE : CB_E_IO,
+				    saved, "cannot store the download in the cache: %s",
+				    strerror(saved));
+	*offset += size;
 	return CB_OK;
 }
 

@@ -123,18 +123,11 @@ static enum cb_status write_fail(struct pack_ctx *ctx, int e)
 
 static enum cb_status out_flush(struct pack_ctx *ctx)
 {
-	size_t done = 0;
+	int saved =
+		cb_write_full(ctx->out_fd, ctx->out_buf, ctx->out_len, (int64_t)ctx->flushed_pos);
 
-	while (done < ctx->out_len) {
-		ssize_t n = pwrite(ctx->out_fd, ctx->out_buf + done, ctx->out_len - done,
-				   (off_t)(ctx->flushed_pos + done));
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return write_fail(ctx, n < 0 ? errno : ENOSPC);
-		done += (size_t)n;
-	}
+	if (saved != 0)
+		return write_fail(ctx, saved);
 	ctx->flushed_pos += ctx->out_len;
 	ctx->out_len = 0;
 	return CB_OK;
@@ -169,18 +162,16 @@ static enum cb_status out_patch(struct pack_ctx *ctx, uint64_t offset, const voi
 
 	if (offset + len > out_pos(ctx))
 		return cb_error_set(ctx->err, CB_E_IO, 0, "internal error: patch past the end");
-	while (len > 0 && offset < ctx->flushed_pos) {
+	if (offset < ctx->flushed_pos) {
 		size_t n =
 			(size_t)(ctx->flushed_pos - offset < len ? ctx->flushed_pos - offset : len);
-		ssize_t w = pwrite(ctx->out_fd, p, n, (off_t)offset);
+		int saved = cb_write_full(ctx->out_fd, p, n, (int64_t)offset);
 
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0)
-			return write_fail(ctx, w < 0 ? errno : ENOSPC);
-		p += w;
-		len -= (size_t)w;
-		offset += (uint64_t)w;
+		if (saved != 0)
+			return write_fail(ctx, saved);
+		p += n;
+		len -= n;
+		offset += n;
 	}
 	if (len > 0)
 		memcpy(ctx->out_buf + (offset - ctx->flushed_pos), p, len);

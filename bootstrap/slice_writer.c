@@ -1,6 +1,7 @@
 /* See slice_writer.h. One filler, one writer, a ring of slices between them. */
 #include "slice_writer.h"
 
+#include "../cache/cache.h"
 #include "inflate.h"
 
 #include <errno.h>
@@ -26,24 +27,6 @@ struct cb_slice_writer {
 	uint32_t crc;
 };
 
-/* Writes p[0..len) at fd's position: 0, or the errno (ENOSPC for a write of nothing). */
-static int write_slice(int fd, const unsigned char *p, size_t len)
-{
-	while (len > 0) {
-		ssize_t n = write(fd, p, len);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return errno;
-		if (n == 0)
-			return ENOSPC;
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
 static void *writer_run(void *arg)
 {
 	struct cb_slice_writer *wr = arg;
@@ -64,7 +47,7 @@ static void *writer_run(void *arg)
 
 		/* The filler never touches a queued slice: these run unlocked. */
 		wr->crc = cb_inflate_crc32(wr->crc, p, len);
-		saved = write_slice(wr->fd, p, len);
+		saved = cb_write_full(wr->fd, p, len, -1);
 
 		pthread_mutex_lock(&wr->lock);
 		wr->write = (wr->write + 1) % wr->nslots;

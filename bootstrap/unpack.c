@@ -1403,19 +1403,9 @@ static enum cb_status read_fail(struct unpack_ctx *ctx, const struct unpack_entr
 static enum cb_status write_all(struct cb_error *err, const char *dest, const struct unpack_entry *e,
 				int fd, const unsigned char *p, size_t len)
 {
-	while (len > 0) {
-		ssize_t n = write(fd, p, len);
+	int saved = cb_write_full(fd, p, len, -1);
 
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return sys_fail_to(err, dest, e, errno, "write");
-		if (n == 0)
-			return sys_fail_to(err, dest, e, ENOSPC, "write");
-		p += n;
-		len -= (size_t)n;
-	}
-	return CB_OK;
+	return saved == 0 ? CB_OK : sys_fail_to(err, dest, e, saved, "write");
 }
 
 /*

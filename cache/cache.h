@@ -182,6 +182,13 @@ enum cb_status cb_cache_evict(struct cb_cache *cache, const struct cb_checksum *
 /* Free bytes on the file system that holds fd (statvfs), or 0 when unknown. */
 uint64_t cb_cache_free_bytes(int fd);
 
+/*
+ * Writes data[0..len) whole to fd, at offset, or at the file position when
+ * offset is negative; retries after EINTR and short writes. Returns 0, or the
+ * errno of the failing write (ENOSPC for a write of nothing).
+ */
+int cb_write_full(int fd, const void *data, size_t len, int64_t offset);
+
 /* Removes a directory tree below dir_fd without following symlinks. */
 enum cb_status cb_rmtree_at(int dir_fd, const char *name, struct cb_error *err);
 

@@ -161,7 +161,7 @@ static enum cb_status write_identity(int fd, const struct cb_container *c, size_
 	char storage[CONTAINER_FILE_BYTES + 1];
 	char first_start[32];
 	struct cb_buf buf;
-	ssize_t n;
+	int saved;
 
 	cb_clock_format_rfc3339(c->first_start_ms, first_start, sizeof(first_start));
 	cb_buf_init(&buf, storage, sizeof(storage));
@@ -177,17 +177,10 @@ static enum cb_status write_identity(int fd, const struct cb_container *c, size_
 	memset(storage + buf.len, ' ', CONTAINER_FILE_BYTES - 1 - buf.len);
 	storage[CONTAINER_FILE_BYTES - 1] = '\n';
 
-	do {
-		n = pwrite(fd, storage, CONTAINER_FILE_BYTES, 0);
-	} while (n < 0 && errno == EINTR);
-	if (n < 0) {
-		int saved = errno;
-
+	saved = cb_write_full(fd, storage, CONTAINER_FILE_BYTES, 0);
+	if (saved != 0)
 		return cb_error_set(err, saved == ENOSPC ? CB_E_SPACE : CB_E_IO, saved,
 				    "cannot write %s: %s", CONTAINER_FILE_NAME, strerror(saved));
-	}
-	if ((size_t)n != CONTAINER_FILE_BYTES)
-		return cb_error_set(err, CB_E_IO, 0, "short write to %s", CONTAINER_FILE_NAME);
 	/* Only a foreign or older file can be longer than ours; cut its tail once. */
 	if (old_len > CONTAINER_FILE_BYTES && ftruncate(fd, CONTAINER_FILE_BYTES) != 0)
 		return cb_error_set(err, CB_E_IO, errno, "cannot truncate %s: %s",

@@ -17,7 +17,7 @@ enum cb_status cb_marker_write(int dir_fd, const struct cb_marker *marker, struc
 	char installed_at[40];
 	struct cb_buf buf;
 	enum cb_status status = CB_OK;
-	ssize_t written;
+	int saved;
 	int fd;
 
 	cb_clock_format_rfc3339(marker->installed_at_ms, installed_at, sizeof(installed_at));
@@ -40,13 +40,10 @@ enum cb_status cb_marker_write(int dir_fd, const struct cb_marker *marker, struc
 	if (fd < 0)
 		return cb_error_set(err, errno == ENOSPC ? CB_E_SPACE : CB_E_IO, errno,
 				    "cannot create marker %s: %s", CB_MARKER_NAME, strerror(errno));
-	written = write(fd, buf.data, buf.len);
-	if (written != (ssize_t)buf.len) {
-		int e = written < 0 ? errno : ENOSPC;
-
-		status = cb_error_set(err, e == ENOSPC ? CB_E_SPACE : CB_E_IO, e,
-				      "cannot write marker %s: %s", CB_MARKER_NAME, strerror(e));
-	}
+	saved = cb_write_full(fd, buf.data, buf.len, -1);
+	if (saved != 0)
+		status = cb_error_set(err, saved == ENOSPC ? CB_E_SPACE : CB_E_IO, saved,
+				      "cannot write marker %s: %s", CB_MARKER_NAME, strerror(saved));
 	if (close(fd) != 0 && status == CB_OK)
 		status = cb_error_set(err, errno == ENOSPC ? CB_E_SPACE : CB_E_IO, errno,
 				      "cannot write marker %s: %s", CB_MARKER_NAME, strerror(errno));

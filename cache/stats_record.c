@@ -273,8 +273,7 @@ static enum cb_status write_stdout(const char *line, size_t len, struct cb_error
 	sigset_t old_set;
 	sigset_t pending;
 	int was_pending;
-	int write_errno = 0;
-	size_t done = 0;
+	int write_errno;
 
 	sigemptyset(&pipe_set);
 	sigaddset(&pipe_set, SIGPIPE);
@@ -282,20 +281,11 @@ static enum cb_status write_stdout(const char *line, size_t len, struct cb_error
 	sigpending(&pending);
 	was_pending = sigismember(&pending, SIGPIPE);
 
-	while (done < len) {
-		ssize_t n = write(STDOUT_FILENO, line + done, len - done);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0) {
-			write_errno = n < 0 ? errno : 0;
-			status = cb_error_set(err, CB_E_IO, write_errno,
-					      "cannot write the stats record to stdout: %s",
-					      n < 0 ? strerror(write_errno) : "nothing written");
-			break;
-		}
-		done += (size_t)n;
-	}
+	write_errno = cb_write_full(STDOUT_FILENO, line, len, -1);
+	if (write_errno != 0)
+		status = cb_error_set(err, CB_E_IO, write_errno,
+				      "cannot write the stats record to stdout: %s",
+				      strerror(write_errno));
 
 	if (write_errno == EPIPE && !was_pending) {
 		/* Consume the SIGPIPE this write raised, so unblocking does not deliver it. */
