@@ -987,10 +987,15 @@ static int cmp_name(const void *a, const void *b)
 static struct unpack_entry **sort_by_offset(struct unpack_ctx *ctx)
 {
 	struct unpack_entry **v = ctx->by_name;
+	bool sorted = true;
 
-	for (size_t i = 0; i < ctx->count; i++)
+	for (size_t i = 0; i < ctx->count; i++) {
 		v[i] = &ctx->entries[i];
-	qsort(v, ctx->count, sizeof(*v), cmp_offset);
+		sorted = sorted && (i == 0 || v[i - 1]->local_offset <= v[i]->local_offset);
+	}
+	/* Writers put the central directory in file order: then it is sorted already. */
+	if (!sorted)
+		qsort(v, ctx->count, sizeof(*v), cmp_offset);
 	return v;
 }
 
@@ -1257,18 +1262,22 @@ static enum cb_status check_tree(struct unpack_ctx *ctx)
 			      kind_name(b->kind),
 			      show_name(a->raw_name, a->raw_name_len, shown, sizeof(shown)));
 	}
-	for (size_t i = 0, prev_len = 0; i < ctx->count; i++) {
-		const struct unpack_entry *e = &ctx->entries[i], *anc;
+	/*
+	 * Every ancestor a directory. In name order the entries below a directory
+	 * are one run, so an ancestor shared with the parent path checked last
+	 * (good[0..good_len)) is good already: each is looked up once.
+	 */
+	for (size_t i = 0, good_len = 0; i < ctx->count; i++) {
+		const struct unpack_entry *e = ctx->by_name[i], *anc;
+		const char *good = i > 0 ? ctx->by_name[i - 1]->name : "";
 		const char *slash = strrchr(e->name, '/');
 		size_t parent_len = slash ? (size_t)(slash - e->name) : 0;
+		size_t same = 0;
 
-		/* The same parent as the entry before (the usual case): the same ancestors, checked. */
-		if (i > 0 && parent_len == prev_len &&
-		    memcmp(e->name, ctx->entries[i - 1].name, parent_len) == 0)
-			continue;
-		prev_len = parent_len;
-		for (size_t k = 0; k < e->name_len; k++) {
-			if (e->name[k] != '/')
+		while (same < parent_len && same < good_len && e->name[same] == good[same])
+			same++;
+		for (size_t k = 1; k <= parent_len; k++) {
+			if (e->name[k] != '/' || (k <= same && (k == good_len || good[k] == '/')))
 				continue;
 			if (lookup(ctx, e->name, k, &anc) != UNPACK_DIR && anc != NULL)
 				return refuse(ctx, e->raw_name, e->raw_name_len,
@@ -1277,6 +1286,7 @@ static enum cb_status check_tree(struct unpack_ctx *ctx)
 							anc->name_len, shown, sizeof(shown)),
 					      kind_name(anc->kind));
 		}
+		good_len = parent_len;
 	}
 	return CB_OK;
 }
@@ -2251,6 +2261,17 @@ static int cmp_local_offset(const void *a, const void *b)
 	return (x->local_offset > y->local_offset) - (x->local_offset < y->local_offset);
 }
 
+/* Orders v[0..n) by local offset; a list taken in the archive's order usually is already. */
+static void sort_by_local_offset(struct unpack_entry **v, size_t n)
+{
+	for (size_t i = 1; i < n; i++) {
+		if (v[i - 1]->local_offset > v[i]->local_offset) {
+			qsort(v, n, sizeof(*v), cmp_local_offset);
+			return;
+		}
+	}
+}
+
 static void punch_clean_up(struct unpack_punch *punch)
 {
 	pthread_mutex_destroy(&punch->lock);
@@ -2858,7 +2879,7 @@ static enum cb_status list_files(struct unpack_ctx *ctx, size_t limit_bytes,
 	qsort(files, nbigs, sizeof(*files), cmp_size_down);
 	/* Consuming the zip wants each stream of chunks to walk one stretch of it. */
 	if (ctx->opts->consume_zip)
-		qsort(files + nbigs, nfiles - nbigs, sizeof(*files), cmp_local_offset);
+		sort_by_local_offset(files + nbigs, nfiles - nbigs);
 	*files_out = files;
 	*nbigs_out = nbigs;
 	return CB_OK;
@@ -2968,7 +2989,7 @@ static enum cb_status list_stream(struct unpack_ctx *ctx, struct unpack_entry **
 		if (e->kind == UNPACK_DIR || is_fast_method(e))
 			files[n++] = e;
 	}
-	qsort(files, n, sizeof(*files), cmp_local_offset);
+	sort_by_local_offset(files, n);
 	*files_out = files;
 	*count_out = n;
 	return CB_OK;
@@ -3041,18 +3062,13 @@ static enum cb_status extract(struct unpack_ctx *ctx)
 	limit_bytes = buffer_limit(ctx, workers);
 	cb_log(CB_LOG_DEBUG, "unpack: %zu workers, %zu KiB buffers each", workers,
 	       2 * limit_bytes / 1024);
-	st = list_files(ctx, limit_bytes, &files, &nbigs);
+	/* Streaming: the workers take every entry instead, in file order. */
+	if (ctx->avail != NULL)
+		st = list_stream(ctx, &files, &nfiles);
+	else
+		st = list_files(ctx, limit_bytes, &files, &nbigs);
 	if (st != CB_OK)
 		return st;
-	/* Streaming: the workers take every entry instead, in file order. */
-	if (ctx->avail != NULL) {
-		free(files);
-		files = NULL;
-		nbigs = 0;
-		st = list_stream(ctx, &files, &nfiles);
-		if (st != CB_OK)
-			return st;
-	}
 	libzip_files = false;
 	for (size_t i = 0; i < ctx->count; i++)
 		libzip_files = libzip_files || needs_libzip(ctx, &ctx->entries[i]);
