@@ -405,6 +405,34 @@ def floor_ratios(res):
     return "; ".join(out) or "none measured"
 
 
+def server_cpu_text(res):
+    """The servers' CPU during coldboot's cold starts from them, and what it does to the ratios."""
+    parts = []
+    for g in res["groups"]:
+        c = g["contenders"]
+        got = {}
+        for key, srv in (("cb_http", "http"), ("cb_s3", "s3"), ("s3_only", "s3")):
+            v = [x["server_cpu_s"][srv] for x in c.get(key, {}).get("samples", [])
+                 if srv in x.get("server_cpu_s", {})]
+            if v:
+                got[key] = statistics.median(v)
+        if "cb_s3" in got and "cb_http" in got:
+            parts.append("%s on %s: s3rver %s (%s for curl's download alone), nginx %s" % (
+                g["bundle"], g["fs"], fmt_s(got["cb_s3"]), fmt_s(got.get("s3_only", 0)),
+                fmt_s(got["cb_http"])))
+    if not parts:
+        return ""
+    misses = [t for t in compute_targets(res) if t["verdict"] == "MISS"]
+    s3_misses = [t for t in misses if "s3rver" in t["text"]]
+    return ("- The servers run on the same two cores, and their CPU during coldboot's cold start "
+            "from them (median, user + system of the server's processes) is taken from what "
+            "coldboot's own extraction can use: %s. Where coldboot keeps both cores busy, a cold "
+            "start from s3rver pays for s3rver's CPU as well.%s" % (
+                "; ".join(parts),
+                " %d of the %d targets missed in this run are measured against s3rver." % (
+                    len(s3_misses), len(misses)) if misses else ""))
+
+
 def limits_text(res, p, phase, gm):
     """What limit the cold path sits against now, from this run's numbers."""
     lines = ["**What limits the cold path now, and what would move it** (from the numbers above):",
@@ -489,6 +517,9 @@ def limits_text(res, p, phase, gm):
                  "helper now grows the table before its first thread. A big deflated entry was "
                  "inflated and written in turn by one thread; a writer thread now writes each "
                  "slice while the next is inflated. What the tmpfs runs show now is two busy cores.")
+    srv = server_cpu_text(res)
+    if srv:
+        lines.append(srv)
     if uz and fl:
         lines.append("- Against Info-ZIP on the same local zip: coldboot file:// %s vs `unzip -q` "
                      "%s (%.2fx); coldboot also copies and hashes the zip, and judges every entry "

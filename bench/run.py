@@ -555,7 +555,11 @@ class Bench:
                 os.sync()
                 argv, env, dest = fn(b, d)
                 errp = os.path.join(round_dir, key + ".stderr")
+                srv0 = {k: servers.session_cpu_s(v) for k, v in servers.sessions.items()}
                 m = run_measured(argv, env, stderr_path=errp)
+                # The servers' own CPU during the run: they share the two cores with it.
+                m["server_cpu_s"] = {k: servers.session_cpu_s(v) - srv0[k]
+                                     for k, v in servers.sessions.items()}
                 ok = m["rc"] == 0
                 why = "exit %d: %s" % (m["rc"], tail(errp)) if not ok else ""
                 if ok and dest is not None:

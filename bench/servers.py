@@ -30,6 +30,29 @@ def _track(proc):
     return proc
 
 
+# The session (= the tracked pid) of each kind of server started: "http", "s3".
+sessions = {}
+
+
+def session_cpu_s(sid):
+    """User + system CPU seconds so far of every process in session sid (a server and its
+    children: the servers are started with start_new_session, so sid is the tracked pid)."""
+    hz = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % name) as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        # After "(comm)": state ppid pgrp session ... utime(12) stime(13)
+        if int(fields[3]) == sid:
+            total += int(fields[11]) + int(fields[12])
+    return total / hz
+
+
 def stop_all():
     """Stops every server this module started (by process group), newest first."""
     while _procs:
@@ -135,6 +158,7 @@ http {
              "-e", os.path.join(prefix, "error.log")],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             start_new_session=True))
+        sessions["http"] = proc.pid
         base = "http://127.0.0.1:%d" % port
         try:
             _wait_http(base + "/")
@@ -166,6 +190,7 @@ http {
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             start_new_session=True))
         kind = "python http.server (fallback: nginx missing)"
+    sessions["http"] = proc.pid
     base = "http://127.0.0.1:%d" % port
     _wait_http(base + "/")
     return base, kind
@@ -189,6 +214,7 @@ def start_s3(data_dir, max_seconds):
         kind = "@20minutes/s3rver via bench/s3rver_min.js"
     proc = _track(subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                    stderr=subprocess.DEVNULL, start_new_session=True))
+    sessions["s3"] = proc.pid
     port = _read_port(proc, "s3rver")
     version = "?"
     try:
