@@ -417,15 +417,16 @@ def server_cpu_text(res):
             if v:
                 got[key] = statistics.median(v)
         if "cb_s3" in got and "cb_http" in got:
-            parts.append("%s on %s: s3rver %s (%s for curl's download alone), nginx %s" % (
-                g["bundle"], g["fs"], fmt_s(got["cb_s3"]), fmt_s(got.get("s3_only", 0)),
-                fmt_s(got["cb_http"])))
+            parts.append("%s on %s: s3rver %.0f ms (%.0f ms for curl's download alone), nginx "
+                         "%.0f ms" % (g["bundle"], g["fs"], 1000 * got["cb_s3"],
+                                      1000 * got.get("s3_only", 0), 1000 * got["cb_http"]))
     if not parts:
         return ""
     misses = [t for t in compute_targets(res) if t["verdict"] == "MISS"]
     s3_misses = [t for t in misses if "s3rver" in t["text"]]
     return ("- The servers run on the same two cores, and their CPU during coldboot's cold start "
-            "from them (median, user + system of the server's processes) is taken from what "
+            "from them (median, user + system of the server's processes, in 10 ms clock ticks) "
+            "is taken from what "
             "coldboot's own extraction can use: %s. Where coldboot keeps both cores busy, a cold "
             "start from s3rver pays for s3rver's CPU as well.%s" % (
                 "; ".join(parts),
