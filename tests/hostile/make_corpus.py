@@ -356,6 +356,12 @@ def cases(escape_dir):
             'entry "a": a directory and a file at the same path (entry "a/")')
     refused("file_then_child", build([f("a", b"x"), f("a/b", b"y")]),
             'entry "a/b": its parent "a" is a file in the archive, not a directory')
+    # Ancestors are checked once per run of names; a file whose name extends a checked
+    # directory's ("f2" after "f/") must still be found as a parent.
+    refused("file_parent_beside_dir",
+            build([f("d/e/f/g.txt", b"x"), f("d/e/f2", b"y"), f("d/e/f2/h.txt", b"z"),
+                   f("d/e/f3/i.txt", b"w")]),
+            'entry "d/e/f2/h.txt": its parent "d/e/f2" is a file in the archive, not a directory')
     refused("dir_with_data", build([Entry("d/", b"hidden", mode=S_IFDIR | 0o755)]),
             'entry "d/": directory entry carries data')
     refused("shared_local_record", build([f("a", b"payload"), f("a", b"payload", share=0)]),
