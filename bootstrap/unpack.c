@@ -1936,6 +1936,7 @@ struct unpack_worker {
 	unsigned char *in;                 /* limit_bytes: compressed bytes */
 	unsigned char *out;                /* limit_bytes: inflated bytes */
 	struct unpack_dir_cache dir_cache; /* without a table of directory fds */
+	uint64_t win_start, win_end; /* streaming: in holds the zip's bytes [win_start, win_end) */
 	uint64_t files;
 	bool first_failure; /* its err is the one to report */
 	struct cb_error err;
@@ -2580,24 +2581,63 @@ static enum cb_status read_link_raw(struct unpack_worker *w, struct unpack_entry
 }
 
 /* Streaming: one entry as its bytes arrive, its local header checked first. */
-static enum cb_status stream_entry(struct unpack_worker *w, struct unpack_entry *e)
+/* A small file or a directory: its header and data (up to the next entry) fit one read. */
+static bool one_read(const struct unpack_worker *w, const struct unpack_entry *e)
 {
-	const struct unpack_ctx *ctx = w->job->ctx;
 	uint64_t span = e->next_offset - e->local_offset;
+
+	return (e->kind == UNPACK_DIR ||
+		(e->kind == UNPACK_FILE && !is_big(e, w->job->limit_bytes))) &&
+	       span <= w->job->limit_bytes && span >= ZIP_LFH_BYTES + e->raw_name_len;
+}
+
+/*
+ * The bytes of files[i] and of the entries after it in the chunk (to end)
+ * that one_read, as many as in holds: one wait and one read for them all,
+ * rather than one each.
+ */
+static enum cb_status fill_window(struct unpack_worker *w, size_t i, size_t end)
+{
+	struct unpack_entry *const *files = w->job->files;
+	const struct unpack_ctx *ctx = w->job->ctx;
+	uint64_t start = files[i]->local_offset, stop = files[i]->next_offset;
 	enum cb_status st;
 
-	/* A small file: its header and data (up to the next entry) in one read. */
-	if (e->kind == UNPACK_FILE && !is_big(e, w->job->limit_bytes) &&
-	    span <= w->job->limit_bytes && span >= ZIP_LFH_BYTES + e->raw_name_len) {
-		st = cb_avail_wait(ctx->avail, e->local_offset, e->next_offset, false, &w->err);
-		if (st == CB_OK)
-			st = pread_at(ctx, e, w->in, (size_t)span, e->local_offset, "it", &w->err);
-		if (st == CB_OK)
-			st = check_header_in(ctx, e, w->in, &w->err);
-		if (st != CB_OK)
-			return st;
-		return write_whole_raw(w, e, w->in + (e->data_offset - e->local_offset));
+	for (size_t j = i + 1; j < end && one_read(w, files[j]) &&
+			       files[j]->next_offset - start <= w->job->limit_bytes;
+	     j++)
+		stop = files[j]->next_offset;
+	w->win_start = w->win_end = 0;
+	st = cb_avail_wait(ctx->avail, start, stop, false, &w->err);
+	if (st == CB_OK)
+		st = pread_at(ctx, files[i], w->in, (size_t)(stop - start), start, "it", &w->err);
+	if (st != CB_OK)
+		return st;
+	w->win_start = start;
+	w->win_end = stop;
+	return CB_OK;
+}
+
+static enum cb_status stream_entry(struct unpack_worker *w, size_t i, size_t end)
+{
+	struct unpack_entry *e = w->job->files[i];
+	const struct unpack_ctx *ctx = w->job->ctx;
+	const unsigned char *h;
+	enum cb_status st;
+
+	if (one_read(w, e)) {
+		if (e->local_offset < w->win_start || e->next_offset > w->win_end) {
+			st = fill_window(w, i, end);
+			if (st != CB_OK)
+				return st;
+		}
+		h = w->in + (e->local_offset - w->win_start);
+		st = check_header_in(ctx, e, h, &w->err);
+		if (st != CB_OK || e->kind == UNPACK_DIR)
+			return st; /* a directory was made already, from the central directory */
+		return write_whole_raw(w, e, h + (e->data_offset - e->local_offset));
 	}
+	w->win_start = w->win_end = 0; /* in is for this entry now */
 	st = check_header_now(w->job->ctx, e, w->in, &w->err);
 	if (st != CB_OK)
 		return st;
@@ -2640,7 +2680,7 @@ static void *worker_run(void *arg)
 
 			if (atomic_load_explicit(&job->stop, memory_order_relaxed))
 				return NULL;
-			st = job->streaming ? stream_entry(w, job->files[i]) :
+			st = job->streaming ? stream_entry(w, i, end) :
 					      write_whole(w, job->files[i]);
 			if (st != CB_OK) {
 				w->first_failure = !atomic_exchange(&job->stop, true);
