@@ -2580,7 +2580,6 @@ static enum cb_status read_link_raw(struct unpack_worker *w, struct unpack_entry
 	return CB_OK;
 }
 
-/* Streaming: one entry as its bytes arrive, its local header checked first. */
 /* A small file or a directory: its header and data (up to the next entry) fit one read. */
 static bool one_read(const struct unpack_worker *w, const struct unpack_entry *e)
 {
@@ -2618,6 +2617,7 @@ static enum cb_status fill_window(struct unpack_worker *w, size_t i, size_t end)
 	return CB_OK;
 }
 
+/* Streaming: files[i] of the chunk [i, end) as its bytes arrive, its local header checked first. */
 static enum cb_status stream_entry(struct unpack_worker *w, size_t i, size_t end)
 {
 	struct unpack_entry *e = w->job->files[i];
