@@ -1553,7 +1553,9 @@ static void hostile_corpus(void **state)
 	int bad = 0;
 
 	(void)state;
-	fmt_path(script, sizeof(script), "%s/hostile/make_corpus.py", srcdir ? srcdir : "tests");
+	/* Run by hand, outside ctest: the source tree it was built from. */
+	fmt_path(script, sizeof(script), "%s/hostile/make_corpus.py",
+		 srcdir ? srcdir : CB_TEST_SRC_DIR);
 	fmt_path(corpus, sizeof(corpus), "%s/corpus", test_root);
 	fmt_path(sandbox, sizeof(sandbox), "%s/sandbox", test_root);
 	fmt_path(tsv, sizeof(tsv), "%s/cases.tsv", corpus);
