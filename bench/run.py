@@ -181,21 +181,26 @@ class FsSampler:
         self.end = fs_used_bytes(self.path)
 
 
-def count_tree(root):
-    """(non-directory entries, regular-file bytes) under root, without following links."""
-    n = 0
-    total = 0
+def tree_entries(root):
+    """Every non-directory entry under root (os.DirEntry), without following links."""
     stack = [root]
     while stack:
-        d = stack.pop()
-        with os.scandir(d) as it:
+        with os.scandir(stack.pop()) as it:
             for e in it:
                 if e.is_dir(follow_symlinks=False):
                     stack.append(e.path)
                 else:
-                    n += 1
-                    if e.is_file(follow_symlinks=False):
-                        total += e.stat(follow_symlinks=False).st_size
+                    yield e
+
+
+def count_tree(root):
+    """(non-directory entries, regular-file bytes) under root, without following links."""
+    n = 0
+    total = 0
+    for e in tree_entries(root):
+        n += 1
+        if e.is_file(follow_symlinks=False):
+            total += e.stat(follow_symlinks=False).st_size
     return n, total
 
 
@@ -206,22 +211,17 @@ def evict_tree(root):
     ~20 GB there, which fills this 24 GB machine's memory by the second bundle, and from then
     on every run also pays for reclaiming someone else's pages. Untimed.
     """
-    stack = [root]
-    while stack:
-        d = stack.pop()
-        with os.scandir(d) as it:
-            for e in it:
-                if e.is_dir(follow_symlinks=False):
-                    stack.append(e.path)
-                elif e.is_file(follow_symlinks=False):
-                    try:
-                        fd = os.open(e.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-                    except OSError:
-                        continue
-                    try:
-                        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-                    finally:
-                        os.close(fd)
+    for e in tree_entries(root):
+        if not e.is_file(follow_symlinks=False):
+            continue
+        try:
+            fd = os.open(e.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except OSError:
+            continue
+        try:
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        finally:
+            os.close(fd)
 
 
 def load_now():
@@ -1006,9 +1006,7 @@ def main():
         if not args.keep:
             for name in ("tmpfs", "ext4"):
                 if os.path.exists(fs_roots[name]):
-                    cleanup[name] = remove_tree(fs_roots[name])
-                    if name == "ext4":
-                        note_deleted(args.ext4_dir)
+                    cleanup[name] = delete_run(fs_roots[name], args.ext4_dir)
                     log("deleted %s: %.0f s" % (fs_roots[name], cleanup[name]))
         results = {
             "machine": info,
@@ -1043,17 +1041,23 @@ def main():
             for d in cleanup_dirs:
                 if os.path.exists(d):
                     log("deleting %s" % d)
-                    remove_tree(d)
-                    if d == fs_roots["ext4"]:
-                        note_deleted(args.ext4_dir)
+                    delete_run(d, args.ext4_dir)
+
+
+def delete_run(root, ext4_dir):
+    """remove_tree, and under ext4_dir the stamp the next benchmark waits on. Returns seconds."""
+    took = remove_tree(root)
+    if os.path.commonpath([os.path.abspath(root), os.path.abspath(ext4_dir)]) == \
+            os.path.abspath(ext4_dir):
+        note_deleted(ext4_dir)
+    return took
 
 
 def remove_tree(root, jobs=4, timeout_s=3600):
     """Deletes root, its subdirectories by several rm processes at once (bounded in time).
 
     On an ext4 mounted with `discard` every freed extent waits for a discard, so deleting
-    many small files is slow; parallel rm overlaps those waits somewhat. Whoever deletes on
-    ext4 calls note_deleted() after.
+    many small files is slow; parallel rm overlaps those waits somewhat.
     """
     t0 = time.monotonic()
     subdirs = []
