@@ -1851,17 +1851,10 @@ static enum cb_status make_dirs_parallel(struct unpack_ctx *ctx, size_t nthreads
 	lv.ctx = ctx;
 	if (nthreads > UNPACK_WORKERS_MAX)
 		nthreads = UNPACK_WORKERS_MAX;
-	if (!plan_levels(ctx, &lv) || pthread_mutex_init(&lv.lock, NULL) != 0) {
-		free(lv.order);
-		free(lv.level_start);
-		return CB_OK;
-	}
-	if (pthread_cond_init(&lv.changed, NULL) != 0) {
-		pthread_mutex_destroy(&lv.lock);
-		free(lv.order);
-		free(lv.level_start);
-		return CB_OK;
-	}
+	if (!plan_levels(ctx, &lv) || pthread_mutex_init(&lv.lock, NULL) != 0)
+		goto free_plan;
+	if (pthread_cond_init(&lv.changed, NULL) != 0)
+		goto destroy_lock;
 	*ran = true;
 	/* The threads wait at the gate until their number is final: a failed create lowers it. */
 	lv.nthreads = 1;
@@ -1895,7 +1888,9 @@ static enum cb_status make_dirs_parallel(struct unpack_ctx *ctx, size_t nthreads
 	*out_of_fds =
 		st != CB_OK && (ctx->err->sys_errno == EMFILE || ctx->err->sys_errno == ENFILE);
 	pthread_cond_destroy(&lv.changed);
+destroy_lock:
 	pthread_mutex_destroy(&lv.lock);
+free_plan:
 	free(lv.order);
 	free(lv.level_start);
 	return st;
@@ -3109,7 +3104,6 @@ static enum cb_status extract(struct unpack_ctx *ctx)
 		st = list_files(ctx, limit_bytes, &files, &nbigs);
 	if (st != CB_OK)
 		return st;
-	libzip_files = false;
 	for (size_t i = 0; i < ctx->count; i++)
 		libzip_files = libzip_files || needs_libzip(ctx, &ctx->entries[i]);
 
