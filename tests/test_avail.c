@@ -14,19 +14,31 @@
 
 #include "../bootstrap/avail.h"
 
+/*
+ * Streaming as the fetch starts it: total bytes, of which the last tenth
+ * (the tail, fetched ahead) is in; waits end deadline_ms after now.
+ */
+static struct cb_avail *streaming(int64_t deadline_ms, uint64_t total)
+{
+	struct cb_avail *a = cb_avail_new(cb_clock_now_ms() + deadline_ms);
+	uint64_t seen = 0;
+
+	assert_non_null(a);
+	cb_avail_set_total(a, total);
+	cb_avail_add_range(a, total - total / 10, total);
+	assert_int_equal(cb_avail_wait_start(a, &seen), CB_AVAIL_STREAM);
+	assert_int_equal(seen, total);
+	return a;
+}
+
 /* A wait that must succeed at once, and one that must fail (bounded by the deadline). */
 static void ranges_and_prefix(void **state)
 {
-	struct cb_avail *a = cb_avail_new(cb_clock_now_ms() + 200);
+	struct cb_avail *a = streaming(200, 1000);
 	struct cb_error err;
-	uint64_t total = 0, start = 0, end = 0;
+	uint64_t start = 0, end = 0;
 
 	(void)state;
-	assert_non_null(a);
-	cb_avail_set_total(a, 1000);
-	cb_avail_add_range(a, 900, 1000);
-	assert_int_equal(cb_avail_wait_start(a, &total), CB_AVAIL_STREAM);
-	assert_int_equal(total, 1000);
 	assert_int_equal(cb_avail_wait(a, 900, 1000, false, &err), CB_OK);
 	/* Adjacent ranges merge: 700-900 and 900-1000 are one. */
 	cb_avail_add_range(a, 700, 900);
@@ -81,17 +93,11 @@ static void wait_in_thread(struct cb_avail *a, uint64_t start, uint64_t end, str
 /* A waiter wakes when its bytes come, and fails at once when the stream breaks or stops. */
 static void waiters_wake(void **state)
 {
-	struct cb_avail *a = cb_avail_new(cb_clock_now_ms() + 10000);
+	struct cb_avail *a = streaming(10000, 100);
 	struct waiter w;
 	pthread_t thread;
-	uint64_t total;
 
 	(void)state;
-	assert_non_null(a);
-	cb_avail_set_total(a, 100);
-	cb_avail_add_range(a, 90, 100);
-	assert_int_equal(cb_avail_wait_start(a, &total), CB_AVAIL_STREAM);
-
 	wait_in_thread(a, 10, 20, &w, &thread);
 	cb_avail_set_prefix(a, 20);
 	pthread_join(thread, NULL);
@@ -135,17 +141,12 @@ static void waiters_wake(void **state)
  */
 static void waiters_wake_at_their_bytes(void **state)
 {
-	struct cb_avail *a = cb_avail_new(cb_clock_now_ms() + 3000);
+	struct cb_avail *a = streaming(3000, 1000);
 	struct timespec pause = {0, 20 * 1000 * 1000};
 	struct waiter near, far;
 	pthread_t t_near, t_far;
-	uint64_t total;
 
 	(void)state;
-	assert_non_null(a);
-	cb_avail_set_total(a, 1000);
-	cb_avail_add_range(a, 900, 1000);
-	assert_int_equal(cb_avail_wait_start(a, &total), CB_AVAIL_STREAM);
 	wait_in_thread(a, 500, 950, &far, &t_far); /* needs the prefix at 900 */
 	wait_in_thread(a, 10, 200, &near, &t_near);
 	for (uint64_t p = 16; p < 200; p += 16)
