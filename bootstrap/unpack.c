@@ -1901,9 +1901,24 @@ free_plan:
 /* What the workers share; the ctx is read-only while they run. */
 struct unpack_job {
 	const struct unpack_ctx *ctx;
-	struct unpack_entry *const *bigs; /* streamed, largest first, one at a time */
+	/*
+	 * The entries streamed a slice at a time, largest first, one at a time.
+	 * Streaming, they stay in files[] too, and these are in file order:
+	 * see take_arrived_big.
+	 */
+	struct unpack_entry *const *bigs;
 	size_t nbigs;
 	atomic_size_t next_big;
+	atomic_bool *big_taken; /* streaming: bigs[k] is someone's */
+	/*
+	 * Streaming: what is left of chunks whose worker went to a big entry
+	 * (see take_arrived_big), [first, end) each, for any worker to finish.
+	 */
+	pthread_mutex_t leftover_lock;
+	size_t nleftovers;
+	struct unpack_leftover {
+		size_t first, end;
+	} leftovers[2 * UNPACK_WORKERS_MAX];
 	struct unpack_entry *const *files; /* the others, in name order, in chunks */
 	size_t nfiles;
 	size_t streams, chunks_per_stream; /* see next_chunk */
@@ -2612,6 +2627,135 @@ static enum cb_status fill_window(struct unpack_worker *w, size_t i, size_t end)
 	return CB_OK;
 }
 
+static int cmp_offset_key(const void *key, const void *elem)
+{
+	uint64_t at = *(const uint64_t *)key;
+	const struct unpack_entry *e = *(struct unpack_entry *const *)elem;
+
+	return (at > e->local_offset) - (at < e->local_offset);
+}
+
+/* Streaming: whether this worker may write big entry e (nobody took it before). */
+static bool take_big(struct unpack_job *job, const struct unpack_entry *e)
+{
+	struct unpack_entry *const *at = bsearch(&e->local_offset, job->bigs, job->nbigs,
+						 sizeof(*job->bigs), cmp_offset_key);
+
+	assert(at != NULL);
+	return !atomic_exchange_explicit(&job->big_taken[at - job->bigs], true,
+					 memory_order_relaxed);
+}
+
+static bool is_streamed_file(const struct unpack_entry *e, size_t limit_bytes)
+{
+	return e->kind == UNPACK_FILE && is_big(e, limit_bytes);
+}
+
+/* A big entry, its local header checked first (the caller took it). */
+static enum cb_status stream_big(struct unpack_worker *w, struct unpack_entry *e)
+{
+	enum cb_status st;
+
+	w->win_start = w->win_end = 0; /* in is for this entry now */
+	st = check_header_now(w->job->ctx, e, w->in, &w->err);
+	return st == CB_OK ? write_streamed(w, e) : st;
+}
+
+/* The largest of bigs[first..] that arrived (its local header at least) and nobody took. */
+static size_t largest_arrived_big(struct unpack_job *job, size_t first)
+{
+	uint64_t present;
+	size_t best = SIZE_MAX;
+
+	if (first >= job->nbigs)
+		return SIZE_MAX; /* every one is taken: no need to look at the download */
+	present = cb_avail_prefix(job->ctx->avail);
+	for (size_t k = first; k < job->nbigs && job->bigs[k]->local_offset < present; k++)
+		if (!atomic_load_explicit(&job->big_taken[k], memory_order_relaxed) &&
+		    (best == SIZE_MAX || job->bigs[k]->size_bytes > job->bigs[best]->size_bytes))
+			best = k;
+	return best;
+}
+
+/* Whether take_arrived_big would find one now. */
+static bool big_arrived(struct unpack_job *job)
+{
+	return largest_arrived_big(job, atomic_load_explicit(&job->next_big,
+							     memory_order_relaxed)) != SIZE_MAX;
+}
+
+/*
+ * Streaming: the longest jobs are the big entries, and one waiting in its
+ * chunk behind smaller entries would start late and finish alone. So before
+ * each entry a worker takes the largest big entry whose local header has
+ * arrived and that nobody took, and inflates it as the rest of its bytes
+ * arrive; the rest of the chunk it was in is left to whoever is free
+ * (put_leftover), and skips it. false: none to take; else *st says how
+ * writing it went.
+ */
+static bool take_arrived_big(struct unpack_worker *w, enum cb_status *st)
+{
+	struct unpack_job *job = w->job;
+	size_t first = atomic_load_explicit(&job->next_big, memory_order_relaxed);
+
+	for (size_t tries = 0; tries < job->nbigs; tries++) {
+		size_t best = largest_arrived_big(job, first);
+
+		if (best == SIZE_MAX)
+			return false;
+		if (atomic_exchange_explicit(&job->big_taken[best], true, memory_order_relaxed))
+			continue; /* another worker took it meanwhile: look again */
+		/* Where the next look starts: past those taken (a hint; too low is only slower). */
+		while (first < job->nbigs &&
+		       atomic_load_explicit(&job->big_taken[first], memory_order_relaxed))
+			first++;
+		atomic_store_explicit(&job->next_big, first, memory_order_relaxed);
+		cb_log(CB_LOG_DEBUG, "unpack: %s taken as its bytes arrive, ahead of its chunk",
+		       job->bigs[best]->name);
+		*st = stream_big(w, job->bigs[best]);
+		return true;
+	}
+	return false;
+}
+
+/*
+ * Streaming: leaves [first, end), the rest of a chunk, to whichever worker
+ * looks next, this one included (it will, once its big entry is written).
+ * false when there is no room for it.
+ */
+static bool put_leftover(struct unpack_job *job, size_t first, size_t end)
+{
+	bool put = false;
+
+	pthread_mutex_lock(&job->leftover_lock);
+	if (job->nleftovers < sizeof(job->leftovers) / sizeof(job->leftovers[0])) {
+		job->leftovers[job->nleftovers].first = first;
+		job->leftovers[job->nleftovers].end = end;
+		job->nleftovers++;
+		put = true;
+	}
+	pthread_mutex_unlock(&job->leftover_lock);
+	return put;
+}
+
+/* Streaming: takes the rest of a chunk that was left, the one nearest the zip's start. */
+static bool take_leftover(struct unpack_job *job, size_t *first, size_t *end)
+{
+	size_t best = SIZE_MAX;
+
+	pthread_mutex_lock(&job->leftover_lock);
+	for (size_t k = 0; k < job->nleftovers; k++)
+		if (best == SIZE_MAX || job->leftovers[k].first < job->leftovers[best].first)
+			best = k;
+	if (best != SIZE_MAX) {
+		*first = job->leftovers[best].first;
+		*end = job->leftovers[best].end;
+		job->leftovers[best] = job->leftovers[--job->nleftovers];
+	}
+	pthread_mutex_unlock(&job->leftover_lock);
+	return best != SIZE_MAX;
+}
+
 /* Streaming: files[i] of the chunk [i, end) as its bytes arrive, its local header checked first. */
 static enum cb_status stream_entry(struct unpack_worker *w, size_t i, size_t end)
 {
@@ -2619,6 +2763,13 @@ static enum cb_status stream_entry(struct unpack_worker *w, size_t i, size_t end
 	const struct unpack_ctx *ctx = w->job->ctx;
 	const unsigned char *h;
 	enum cb_status st;
+
+	if (is_streamed_file(e, w->job->limit_bytes)) {
+		if (!take_big(w->job, e))
+			return CB_OK; /* another worker took it as it arrived */
+		cb_log(CB_LOG_DEBUG, "unpack: %s reached in its chunk", e->name);
+		return stream_big(w, e);
+	}
 
 	if (one_read(w, e)) {
 		if (e->local_offset < w->win_start || e->next_offset > w->win_end) {
@@ -2645,9 +2796,18 @@ static enum cb_status stream_entry(struct unpack_worker *w, size_t i, size_t end
 	case UNPACK_NONE:
 		break;
 	}
-	if (is_big(e, w->job->limit_bytes))
-		return write_streamed(w, e);
 	return write_whole(w, e);
+}
+
+/* The first failure stops the others; streaming, it wakes those waiting and ends the download. */
+static void *worker_failed(struct unpack_worker *w)
+{
+	struct unpack_job *job = w->job;
+
+	w->first_failure = !atomic_exchange(&job->stop, true);
+	if (job->ctx->avail != NULL && w->err.code != CB_E_DOWNLOAD)
+		cb_avail_stop(job->ctx->avail);
+	return NULL;
 }
 
 static void *worker_run(void *arg)
@@ -2657,35 +2817,42 @@ static void *worker_run(void *arg)
 	size_t i, end;
 
 	/* The longest jobs first, so that they do not start last and finish alone. */
-	while ((i = atomic_fetch_add_explicit(&job->next_big, 1, memory_order_relaxed)) <
-	       job->nbigs) {
+	while (!job->streaming &&
+	       (i = atomic_fetch_add_explicit(&job->next_big, 1, memory_order_relaxed)) <
+		       job->nbigs) {
 		if (atomic_load_explicit(&job->stop, memory_order_relaxed))
 			return NULL;
-		if (write_streamed(w, job->bigs[i]) != CB_OK) {
-			w->first_failure = !atomic_exchange(&job->stop, true);
-			return NULL;
-		}
+		if (write_streamed(w, job->bigs[i]) != CB_OK)
+			return worker_failed(w);
 	}
-	while (job->streaming ? next_chunk_streaming(job, w->index, &i, &end) :
-				next_chunk(job, &i, &end)) {
-		size_t chunk = i / UNPACK_CHUNK_FILES;
+	for (;;) {
+		enum cb_status st = CB_OK;
+		size_t chunk;
 
-		for (; i < end; i++) {
-			enum cb_status st;
-
+		if (atomic_load_explicit(&job->stop, memory_order_relaxed))
+			return NULL;
+		if (job->streaming && take_arrived_big(w, &st)) {
+			if (st != CB_OK)
+				return worker_failed(w);
+			continue;
+		}
+		if (!(job->streaming ? take_leftover(job, &i, &end) ||
+					       next_chunk_streaming(job, w->index, &i, &end) :
+				       next_chunk(job, &i, &end)))
+			break;
+		for (chunk = i / UNPACK_CHUNK_FILES; i < end; i++) {
 			if (atomic_load_explicit(&job->stop, memory_order_relaxed))
 				return NULL;
+			/* A big entry first; the rest of this chunk to whoever is free. */
+			if (job->streaming && big_arrived(job) && put_leftover(job, i, end))
+				break;
 			st = job->streaming ? stream_entry(w, i, end) :
 					      write_whole(w, job->files[i]);
-			if (st != CB_OK) {
-				w->first_failure = !atomic_exchange(&job->stop, true);
-				/* Others may wait for bytes: wake them, and end the download. */
-				if (job->ctx->avail != NULL && w->err.code != CB_E_DOWNLOAD)
-					cb_avail_stop(job->ctx->avail);
-				return NULL;
-			}
+			if (st != CB_OK)
+				return worker_failed(w);
 		}
-		if (job->punch != NULL)
+		/* Its last entry written (not left to another): the chunk is done. */
+		if (i == end && job->punch != NULL)
 			punch_chunk_done(job, chunk);
 	}
 	return NULL;
@@ -2760,9 +2927,41 @@ static size_t buffer_limit(const struct unpack_ctx *ctx, size_t workers)
 }
 
 /*
+ * Streaming: job->bigs are the big files among job->files, in file order
+ * (the same order), with a flag each for whoever takes it. false when out
+ * of memory.
+ */
+static bool list_stream_bigs(struct unpack_job *job, struct unpack_entry ***owned)
+{
+	struct unpack_entry **bigs;
+	size_t n = 0;
+
+	for (size_t i = 0; i < job->nfiles; i++)
+		n += is_streamed_file(job->files[i], job->limit_bytes);
+	bigs = malloc((n ? n : 1) * sizeof(*bigs));
+	job->big_taken = malloc((n ? n : 1) * sizeof(*job->big_taken));
+	if (bigs == NULL || job->big_taken == NULL) {
+		free(bigs);
+		free(job->big_taken);
+		job->big_taken = NULL;
+		return false;
+	}
+	n = 0;
+	for (size_t i = 0; i < job->nfiles; i++)
+		if (is_streamed_file(job->files[i], job->limit_bytes)) {
+			atomic_init(&job->big_taken[n], false);
+			bigs[n++] = job->files[i];
+		}
+	job->bigs = *owned = bigs;
+	job->nbigs = n;
+	return true;
+}
+
+/*
  * Every regular file, stored or deflated, by `workers` threads (the calling
  * thread is one of them): files[0..nbigs) are streamed, the others held
- * whole. The first failure stops the others and is the one reported.
+ * whole (streaming, nbigs is 0: files are in file order, big ones among
+ * them). The first failure stops the others and is the one reported.
  */
 static enum cb_status write_files(struct unpack_ctx *ctx, struct unpack_entry *const *files,
 				  size_t nbigs, size_t nfiles, size_t workers, size_t limit_bytes)
@@ -2770,13 +2969,16 @@ static enum cb_status write_files(struct unpack_ctx *ctx, struct unpack_entry *c
 	struct unpack_worker w[UNPACK_WORKERS_MAX];
 	struct unpack_job job;
 	struct unpack_punch punch;
+	struct unpack_entry **stream_bigs = NULL;
 	size_t ready = 0;
 	enum cb_status st = CB_OK;
 
 	assert(workers >= 1 && workers <= UNPACK_WORKERS_MAX);
+	assert(ctx->avail == NULL || nbigs == 0);
 	job.ctx = ctx;
 	job.bigs = files;
 	job.nbigs = nbigs;
+	job.big_taken = NULL;
 	job.files = files + nbigs;
 	job.nfiles = nfiles - nbigs;
 	job.limit_bytes = limit_bytes;
@@ -2792,6 +2994,14 @@ static enum cb_status write_files(struct unpack_ctx *ctx, struct unpack_entry *c
 	atomic_init(&job.stop, false);
 	atomic_init(&job.unpacked_bytes, ctx->res->unpacked_bytes);
 	job.punch = NULL;
+	job.nleftovers = 0;
+	if (pthread_mutex_init(&job.leftover_lock, NULL) != 0)
+		return nomem(ctx);
+	if (job.streaming && !list_stream_bigs(&job, &stream_bigs)) {
+		pthread_mutex_destroy(&job.leftover_lock);
+		return nomem(ctx);
+	}
+	/* A big entry's chunk may be done before it: punches keep off every big entry. */
 	if (ctx->opts->consume_zip && punch_init(&punch, &job, ctx->opts->zip_fd))
 		job.punch = &punch;
 	for (; ready < workers; ready++) {
@@ -2823,6 +3033,9 @@ out:
 		worker_clean_up(&w[i]);
 	if (job.punch != NULL)
 		punch_clean_up(job.punch);
+	free(stream_bigs);
+	free(job.big_taken);
+	pthread_mutex_destroy(&job.leftover_lock);
 	return st;
 }
 

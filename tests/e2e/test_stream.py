@@ -173,6 +173,34 @@ def test_central_directory_before_the_tail_is_fetched_ahead():
           "expected the tail and then the central directory: %r" % ranges)
 
 
+def test_big_entries_are_taken_as_they_arrive():
+    # Entries over a worker's buffers (8 MiB by default) are inflated a slice at a time; a
+    # worker takes each as soon as its local header arrives, and leaves the rest of its chunk
+    # to whoever is free. Three of them among small files, on a trickling body.
+    w = world()
+    src = os.path.join(w.work, "bigs")
+    for i in range(120):
+        cbtest.write_file(os.path.join(src, "d%d" % (i // 40), "s%03d.txt" % i),
+                          (b"small file %d\n" % i) * (1 + i))
+    for i in range(3):
+        body = b"".join(b"big %d line %d\n" % (i, n) for n in range(700000))
+        check(len(body) > 9 << 20, "a big entry of only %d bytes" % len(body))
+        cbtest.write_file(os.path.join(src, "d%d" % i, "t%d.bin.dat" % i), body)
+    zip_path = cbtest.zip_with_python(src, os.path.join(w.www, "bigs.zip"))
+    checksum = cbtest.coldboot_hash(zip_path)
+    proc = cbtest.coldboot("ensure", "-v", "--url", w.faults.url("/slow/20000000/file/bigs.zip"),
+                           "--checksum", checksum, "--dir", os.path.join(w.work, "cache-bigs"),
+                           "--timeout", str(TIMEOUT_S), timeout=TIMEOUT_S + 30)
+    check_exit(proc, 0)
+    check_streamed(proc)
+    cbtest.check_same_tree(src, os.path.join(w.work, "cache-bigs", "bundles",
+                                             cbtest.digest_of(checksum)))
+    ahead = [line for line in proc.stderr.splitlines() if "ahead of its chunk" in line]
+    inline = [line for line in proc.stderr.splitlines() if "reached in its chunk" in line]
+    check(len(ahead) >= 1 and len(ahead) + len(inline) == 3,
+          "expected big entries taken as they arrived: %r, %r" % (ahead, inline))
+
+
 # ---- fall-backs ----
 
 
