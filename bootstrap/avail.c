@@ -10,7 +10,9 @@
 #include <linux/falloc.h>
 #include <pthread.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 /* The tail and the central directory, merged when they touch: a few suffice. */
 #define AVAIL_RANGES_MAX 4u
@@ -24,6 +26,25 @@ enum avail_state {
 
 struct avail_range {
 	uint64_t start, end;
+};
+
+/* What became of a block of the ring's range: the file holds it, or a slot does. */
+#define AVAIL_BLOCK_UNDECIDED (-2)
+#define AVAIL_BLOCK_FILE (-1)
+#define AVAIL_RING_SLOTS_MAX 64u
+/* A ring per big entry being read: one per worker covers every case that matters. */
+#define AVAIL_RINGS_MAX 4u
+
+/* A reader's memory that takes the body's bytes of one range (see cb_avail_ring_open). */
+struct avail_ring {
+	bool active;
+	uint64_t start, end;
+	unsigned char *mem; /* nslots blocks, lent by the reader */
+	size_t nslots;
+	uint64_t free_slots; /* bit i: slot i holds nothing still to be read */
+	int8_t *where;       /* per block of [start, end): a slot, or AVAIL_BLOCK_* */
+	size_t nblocks;
+	uint64_t memory_bytes; /* of the range, those that came through a slot */
 };
 
 struct cb_avail {
@@ -43,6 +64,8 @@ struct cb_avail {
 	bool stopped, stopped_first;
 	void (*wake)(void *ctx);
 	void *wake_ctx;
+	struct avail_ring rings[AVAIL_RINGS_MAX];
+	bool body_waits; /* cb_avail_room said no: the next slot freed wakes the download */
 };
 
 struct cb_avail *cb_avail_new(int64_t deadline_ms)
@@ -81,6 +104,8 @@ void cb_avail_destroy(struct cb_avail *a)
 		return;
 	pthread_cond_destroy(&a->changed);
 	pthread_mutex_destroy(&a->lock);
+	for (size_t i = 0; i < AVAIL_RINGS_MAX; i++)
+		free(a->rings[i].where);
 	free(a);
 }
 
@@ -162,6 +187,8 @@ void cb_avail_disable(struct cb_avail *a)
 	a->nranges = 0;
 	a->prefix_bytes = 0;
 	a->has_request = false;
+	for (size_t i = 0; i < AVAIL_RINGS_MAX; i++)
+		a->rings[i].active = false; /* a body written again goes to the file, whole */
 	pthread_cond_broadcast(&a->changed);
 	pthread_mutex_unlock(&a->lock);
 }
@@ -297,15 +324,28 @@ static uint64_t next_range_start(const struct cb_avail *a, uint64_t at, uint64_t
 	return end;
 }
 
-enum cb_status cb_avail_wait(struct cb_avail *a, uint64_t start, uint64_t end, bool ask,
-			     struct cb_error *err)
+/* A slot came free, a ring closed, or a thread waits: the download may go on. Lock held. */
+static void wake_body(struct cb_avail *a)
+{
+	if (!a->body_waits)
+		return;
+	a->body_waits = false;
+	if (a->wake != NULL)
+		a->wake(a->wake_ctx);
+}
+
+/*
+ * cb_avail_wait with the lock held; body_only: [start, end) must be below
+ * the prefix (the ring's bytes come with the body, never with a range).
+ */
+static enum cb_status wait_locked(struct cb_avail *a, uint64_t start, uint64_t end, bool ask,
+				  bool body_only, struct cb_error *err)
 {
 	enum cb_status status = CB_OK;
 	struct timespec ts;
 	int64_t left_ms;
 	uint64_t gap, needed;
 
-	pthread_mutex_lock(&a->lock);
 	for (;;) {
 		if (a->stopped) {
 			status = cb_error_set(err, CB_E_ZIP, 0, "unpacking stopped");
@@ -316,7 +356,12 @@ enum cb_status cb_avail_wait(struct cb_avail *a, uint64_t start, uint64_t end, b
 					      "the object changed while it was unpacked");
 			break;
 		}
-		gap = present_until(a, start, end);
+		if (body_only)
+			gap = a->prefix_bytes >= end  ? end :
+			      start > a->prefix_bytes ? start :
+							a->prefix_bytes;
+		else
+			gap = present_until(a, start, end);
 		if (gap >= end)
 			break;
 		if (a->download_ended) {
@@ -327,9 +372,10 @@ enum cb_status cb_avail_wait(struct cb_avail *a, uint64_t start, uint64_t end, b
 					      (unsigned long long)gap);
 			break;
 		}
-		needed = prefix_needed(a, gap, end);
+		needed = body_only ? end : prefix_needed(a, gap, end);
 		if (needed < a->wake_at)
 			a->wake_at = needed;
+		wake_body(a); /* a download held for a ring must not hold this waiter too */
 		if (ask && !a->has_request) {
 			a->request.start = gap;
 			a->request.end = next_range_start(a, gap, end);
@@ -358,8 +404,224 @@ enum cb_status cb_avail_wait(struct cb_avail *a, uint64_t start, uint64_t end, b
 		}
 		(void)pthread_cond_timedwait(&a->changed, &a->lock, &ts);
 	}
+	return status;
+}
+
+enum cb_status cb_avail_wait(struct cb_avail *a, uint64_t start, uint64_t end, bool ask,
+			     struct cb_error *err)
+{
+	enum cb_status status;
+
+	pthread_mutex_lock(&a->lock);
+	status = wait_locked(a, start, end, ask, false, err);
 	pthread_mutex_unlock(&a->lock);
 	return status;
+}
+
+/* ---- rings: a reader's memory instead of the file, for one range each ---- */
+
+int cb_avail_ring_open(struct cb_avail *a, uint64_t start, uint64_t end, unsigned char *mem,
+		       size_t nslots)
+{
+	struct avail_ring *r = NULL;
+	int ring = -1;
+	size_t nblocks;
+
+	if (nslots > AVAIL_RING_SLOTS_MAX)
+		nslots = AVAIL_RING_SLOTS_MAX;
+	pthread_mutex_lock(&a->lock);
+	/* What is below the prefix is in the file already. */
+	if (start < a->prefix_bytes)
+		start = a->prefix_bytes;
+	if (a->state != AVAIL_STREAMING || a->download_ended || nslots == 0 || start >= end)
+		goto out;
+	for (size_t i = 0; i < AVAIL_RINGS_MAX && r == NULL; i++)
+		if (!a->rings[i].active)
+			r = &a->rings[i];
+	if (r == NULL)
+		goto out;
+	nblocks = (size_t)((end - start + CB_AVAIL_BLOCK_BYTES - 1) / CB_AVAIL_BLOCK_BYTES);
+	/* Kept for the next reader: a ring comes once per big entry. */
+	if (nblocks > r->nblocks) {
+		int8_t *where = realloc(r->where, nblocks);
+
+		if (where == NULL)
+			goto out;
+		r->where = where;
+		r->nblocks = nblocks;
+	}
+	memset(r->where, AVAIL_BLOCK_UNDECIDED, nblocks);
+	r->start = start;
+	r->end = end;
+	r->mem = mem;
+	r->nslots = nslots;
+	r->free_slots = nslots == 64 ? UINT64_MAX : (UINT64_C(1) << nslots) - 1;
+	r->memory_bytes = 0;
+	r->active = true;
+	ring = (int)(r - a->rings);
+out:
+	pthread_mutex_unlock(&a->lock);
+	return ring;
+}
+
+/* The end of block b of ring r. */
+static uint64_t block_end(const struct avail_ring *r, size_t b)
+{
+	uint64_t end = r->start + ((uint64_t)b + 1) * CB_AVAIL_BLOCK_BYTES;
+
+	return end < r->end ? end : r->end;
+}
+
+size_t cb_avail_put(struct cb_avail *a, uint64_t at, const void *data, size_t size,
+		    size_t *file_bytes)
+{
+	struct avail_ring *r = NULL;
+	size_t b, n = size;
+	uint64_t block_start;
+
+	pthread_mutex_lock(&a->lock);
+	/* The ring at, or else up to the next one's start, for the file. */
+	for (size_t i = 0; i < AVAIL_RINGS_MAX; i++) {
+		struct avail_ring *q = &a->rings[i];
+
+		if (!q->active || q->end <= at || q->start >= at + n)
+			continue;
+		if (q->start > at) {
+			n = (size_t)(q->start - at);
+			continue;
+		}
+		r = q;
+	}
+	if (r == NULL) {
+		*file_bytes = n;
+		goto to_file;
+	}
+	b = (size_t)((at - r->start) / CB_AVAIL_BLOCK_BYTES);
+	block_start = r->start + (uint64_t)b * CB_AVAIL_BLOCK_BYTES;
+	if (n > block_end(r, b) - at)
+		n = (size_t)(block_end(r, b) - at);
+	/* Decided at its first byte, for good: a block begun in the file stays there. */
+	if (r->where[b] == AVAIL_BLOCK_UNDECIDED) {
+		r->where[b] = AVAIL_BLOCK_FILE;
+		if (at == block_start && r->free_slots != 0) {
+			int slot = __builtin_ctzll(r->free_slots);
+
+			r->free_slots &= ~(UINT64_C(1) << slot);
+			r->where[b] = (int8_t)slot;
+		}
+	}
+	if (r->where[b] == AVAIL_BLOCK_FILE) {
+		*file_bytes = n;
+		goto to_file;
+	}
+	memcpy(r->mem + (size_t)r->where[b] * CB_AVAIL_BLOCK_BYTES + (at - block_start), data, n);
+	r->memory_bytes += n;
+	pthread_mutex_unlock(&a->lock);
+	return n;
+to_file:
+	pthread_mutex_unlock(&a->lock);
+	return 0;
+}
+
+bool cb_avail_room(struct cb_avail *a, uint64_t at)
+{
+	bool room = true;
+
+	pthread_mutex_lock(&a->lock);
+	for (size_t i = 0; i < AVAIL_RINGS_MAX; i++) {
+		const struct avail_ring *r = &a->rings[i];
+		size_t b;
+
+		if (!r->active || at < r->start || at >= r->end)
+			continue;
+		b = (size_t)((at - r->start) / CB_AVAIL_BLOCK_BYTES);
+		room = r->where[b] != AVAIL_BLOCK_UNDECIDED || r->free_slots != 0 ||
+		       at != r->start + (uint64_t)b * CB_AVAIL_BLOCK_BYTES;
+	}
+	/* Another thread waits for the body: it must not wait for the reader too. */
+	if (a->wake_at != UINT64_MAX)
+		room = true;
+	a->body_waits = !room;
+	pthread_mutex_unlock(&a->lock);
+	return room;
+}
+
+static enum cb_status read_file(int fd, uint64_t at, unsigned char *out, size_t len,
+				struct cb_error *err)
+{
+	size_t done = 0;
+
+	while (done < len) {
+		ssize_t got = pread(fd, out + done, len - done, (off_t)(at + done));
+
+		if (got < 0 && errno == EINTR)
+			continue;
+		if (got <= 0) {
+			int saved = got < 0 ? errno : EIO;
+
+			return cb_error_set(err, CB_E_IO, saved, "cannot read the download: %s",
+					    strerror(saved));
+		}
+		done += (size_t)got;
+	}
+	return CB_OK;
+}
+
+enum cb_status cb_avail_ring_read(struct cb_avail *a, int ring, int fd, uint64_t at, void *buf,
+				  size_t len, struct cb_error *err)
+{
+	struct avail_ring *r = &a->rings[ring];
+	unsigned char *out = buf;
+	uint64_t end = at + len;
+	enum cb_status status;
+
+	pthread_mutex_lock(&a->lock);
+	status = wait_locked(a, at, end, false, r->active, err);
+	/* Below the prefix: the download is done with these blocks, and only this reader frees them. */
+	while (status == CB_OK && at < end) {
+		uint64_t stop = end, block_start = 0;
+		int slot = AVAIL_BLOCK_FILE;
+		size_t b = 0;
+
+		if (r->active && at >= r->start && at < r->end) {
+			b = (size_t)((at - r->start) / CB_AVAIL_BLOCK_BYTES);
+			block_start = r->start + (uint64_t)b * CB_AVAIL_BLOCK_BYTES;
+			if (stop > block_end(r, b))
+				stop = block_end(r, b);
+			slot = r->where[b];
+		} else if (r->active && at < r->start && stop > r->start) {
+			stop = r->start;
+		}
+		pthread_mutex_unlock(&a->lock);
+		if (slot >= 0)
+			memcpy(out,
+			       r->mem + (size_t)slot * CB_AVAIL_BLOCK_BYTES + (at - block_start),
+			       (size_t)(stop - at));
+		else
+			status = read_file(fd, at, out, (size_t)(stop - at), err);
+		pthread_mutex_lock(&a->lock);
+		/* Read once: a block read to its end holds nothing more for anyone. */
+		if (slot >= 0 && stop == block_end(r, b)) {
+			r->free_slots |= UINT64_C(1) << slot;
+			wake_body(a);
+		}
+		out += stop - at;
+		at = stop;
+	}
+	pthread_mutex_unlock(&a->lock);
+	return status;
+}
+
+uint64_t cb_avail_ring_close(struct cb_avail *a, int ring)
+{
+	uint64_t memory_bytes;
+
+	pthread_mutex_lock(&a->lock);
+	a->rings[ring].active = false;
+	memory_bytes = a->rings[ring].memory_bytes;
+	wake_body(a);
+	pthread_mutex_unlock(&a->lock);
+	return memory_bytes;
 }
 
 uint64_t cb_avail_prefix(struct cb_avail *a)

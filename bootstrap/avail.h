@@ -98,6 +98,50 @@ uint64_t cb_avail_prefix(struct cb_avail *a);
 #define CB_AVAIL_PUNCH_ALIGN 4096u
 void cb_avail_punch(struct cb_avail *a, int fd, uint64_t from, uint64_t to);
 /*
+ * ---- rings: a range handed over in memory instead of through the file ----
+ *
+ * A reader about to read [start, end) of the body once, in order (a big
+ * entry's data), lends mem, nslots blocks of CB_AVAIL_BLOCK_BYTES: each block
+ * of the range that begins to arrive while a slot is free goes there instead
+ * of the file (cb_avail_put), and the slot is free again once the reader read
+ * the block to its end. The download waits for a slot rather than send a
+ * block to the file (cb_avail_room), so a reader must never wait for more
+ * than nslots - 1 blocks ahead of the first it has not read to its end:
+ * reads of at most (nslots - 2) blocks. Returns the ring's number, or -1
+ * when one cannot be had (a few at a time; not streaming; nothing of the
+ * range is still to come): the reader then reads the file as before.
+ */
+#define CB_AVAIL_BLOCK_BYTES (256u * 1024u)
+int cb_avail_ring_open(struct cb_avail *a, uint64_t start, uint64_t end, unsigned char *mem,
+		       size_t nslots);
+/*
+ * Reads [at, at + len) of the zip, in order (from the ring's memory, or from
+ * fd), after waiting as cb_avail_wait does; while the ring is open, for the
+ * body to reach it (not for bytes fetched ahead).
+ */
+enum cb_status cb_avail_ring_read(struct cb_avail *a, int ring, int fd, uint64_t at, void *buf,
+				  size_t len, struct cb_error *err);
+/*
+ * The reader is done with the ring (or gave up): its memory is its own
+ * again. Returns how many bytes of the range came through it.
+ */
+uint64_t cb_avail_ring_close(struct cb_avail *a, int ring);
+/*
+ * The download's side: the body's bytes [at, at + size), in order. Returns
+ * how many of the first of them a ring took (copied); 0 when the first
+ * *file_bytes of them are for the file. Call again for the rest.
+ */
+size_t cb_avail_put(struct cb_avail *a, uint64_t at, const void *data, size_t size,
+		    size_t *file_bytes);
+/*
+ * Whether the body's byte at may come now: false when it begins a block of
+ * an open ring, every slot is taken, and no other thread waits for the
+ * body (then the block goes to the file). The download then pauses; a slot
+ * freed, a ring closed or a thread starting to wait calls the waker.
+ */
+bool cb_avail_room(struct cb_avail *a, uint64_t at);
+
+/*
  * The unpacker failed: the download may stop (unless the stream broke, which
  * explains the failure), and every other wait fails.
  */

@@ -395,6 +395,11 @@ static int begin_body(struct fetch_state *st)
 	return 0;
 }
 
+static bool sink_has_room(struct fetch_state *st)
+{
+	return st->sink->room == NULL || st->sink->room(st->sink->ctx);
+}
+
 static size_t on_body(char *data, size_t size, size_t nmemb, void *userdata)
 {
 	struct fetch_state *st = userdata;
@@ -403,7 +408,7 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *userdata)
 
 	if (!st->body_started && begin_body(st) != 0)
 		return 0;
-	if (st->body_to_sink && st->hold_body) {
+	if (st->body_to_sink && (st->hold_body || !sink_has_room(st))) {
 		st->body_paused = 1;
 		return CURL_WRITEFUNC_PAUSE; /* libcurl keeps these bytes and gives them again */
 	}
@@ -1060,7 +1065,8 @@ static CURLcode perform_streaming(CURLM *multi, CURL *curl, struct fetch_side *s
 		/* The tail is in (or will not come): the body goes on. */
 		if (st->hold_body && now_ms() - st->hold_since_ms > FETCH_HOLD_BODY_MAX_MS)
 			st->hold_body = 0;
-		if (st->body_paused && !st->hold_body) {
+		/* Held for the tail, or until the unpacker made room: it wakes the poll. */
+		if (st->body_paused && !st->hold_body && sink_has_room(st)) {
 			st->body_paused = 0;
 			if (curl_easy_pause(curl, CURLPAUSE_CONT) != CURLE_OK) {
 				main_rc = CURLE_RECV_ERROR;

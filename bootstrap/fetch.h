@@ -3,6 +3,7 @@
 #define CB_FETCH_H
 
 #include <stddef.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "../cache/cache.h"
@@ -24,6 +25,13 @@ struct cb_sink {
 	 */
 	enum cb_status (*write_at)(void *ctx, uint64_t offset, const void *data, size_t size,
 				   struct cb_error *err);
+	/*
+	 * Optional, while unpacking as it downloads (NULL: always): false when
+	 * the next bytes must wait for the unpacker to make room (see
+	 * cb_avail_room); the body is then paused until it does, or for a poll
+	 * interval at most, and asked again.
+	 */
+	bool (*room)(void *ctx);
 };
 
 struct cb_fetch_options {

@@ -100,9 +100,25 @@ static enum cb_status sink_write(void *ctx, const void *data, size_t size, struc
 	if (sink->avail != NULL && cb_avail_usable(sink->avail))
 		sink_compare_ahead(sink, data, size);
 	/* At its offset: libzip reads through a dup of this fd, which shares the position. */
-	st = store_at(sink->fd, data, size, &sink->bytes, err);
-	if (st != CB_OK)
-		return st;
+	while (size > 0) {
+		const unsigned char *p = data;
+		size_t file_bytes = size;
+		size_t taken = sink->avail != NULL ?
+				       cb_avail_put(sink->avail, sink->bytes, p, size, &file_bytes) :
+				       0;
+
+		/* What a big entry's reader took in memory never goes through the file. */
+		if (taken > 0) {
+			sink->bytes += taken;
+		} else {
+			taken = file_bytes;
+			st = store_at(sink->fd, p, taken, &sink->bytes, err);
+			if (st != CB_OK)
+				return st;
+		}
+		data = p + taken;
+		size -= taken;
+	}
 	if (sink->avail != NULL)
 		cb_avail_set_prefix(sink->avail, sink->bytes);
 	return CB_OK;
@@ -129,6 +145,14 @@ static enum cb_status sink_write_at(void *ctx, uint64_t offset, const void *data
 		offset = sink->bytes;
 	}
 	return store_at(sink->fd, p, size, &offset, err);
+}
+
+/* Whether the body's next bytes may come now (a big entry's ring may be full). */
+static bool sink_room(void *ctx)
+{
+	struct zip_sink *sink = ctx;
+
+	return sink->avail == NULL || cb_avail_room(sink->avail, sink->bytes);
 }
 
 static enum cb_status sink_restart(void *ctx, struct cb_error *err)
@@ -250,7 +274,7 @@ enum cb_status cb_install_run(const struct cb_install_request *req, struct cb_in
 {
 	char shown_url[1024];
 	struct zip_sink sink = {-1, NULL, 0, 0, NULL, NULL, false};
-	struct cb_sink fetch_sink = {sink_write, sink_restart, &sink, sink_write_at};
+	struct cb_sink fetch_sink = {sink_write, sink_restart, &sink, sink_write_at, sink_room};
 	struct cb_fetch_options fetch_opts;
 	struct cb_fetch_result fetch_res = {0, 0, 0};
 	struct cb_unpack_options unpack_opts;
@@ -322,9 +346,12 @@ enum cb_status cb_install_run(const struct cb_install_request *req, struct cb_in
 	if (su.started) {
 		bool stopped_first = cb_avail_stopped(sink.avail);
 
-		/* The file must be exactly the body, whatever ranges ahead wrote. */
+		/*
+		 * The file must be no longer than the body, whatever ranges ahead
+		 * wrote (shorter when its last bytes went through the ring).
+		 */
 		if (status == CB_OK &&
-		    (fstat(sink.fd, &sb) != 0 || (uint64_t)sb.st_size != sink.bytes)) {
+		    (fstat(sink.fd, &sb) != 0 || (uint64_t)sb.st_size > sink.bytes)) {
 			cb_avail_disable(sink.avail);
 			if (ftruncate(sink.fd, (off_t)sink.bytes) != 0)
 				status = cb_error_set(err, CB_E_IO, errno,

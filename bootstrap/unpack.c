@@ -2364,6 +2364,9 @@ static enum cb_status write_streamed(struct unpack_worker *w, const struct unpac
 	uint64_t punched = e->local_offset;
 	struct cb_slice_writer *wr = NULL;
 	unsigned char *out = w->out;
+	const struct unpack_ctx *ctx = w->job->ctx;
+	size_t slots;
+	int ring = -1;
 	int write_errno;
 
 	if (e->method == ZIP_CM_STORE && e->comp_size_bytes != e->size_bytes)
@@ -2378,6 +2381,17 @@ static enum cb_status write_streamed(struct unpack_worker *w, const struct unpac
 	if (e->method == ZIP_CM_DEFLATE)
 		wr = cb_slice_writer_start(fd, w->out, UNPACK_STREAM_OUT_BYTES,
 					   w->job->limit_bytes / UNPACK_STREAM_OUT_BYTES);
+	/*
+	 * Streaming: the rest of in takes this entry's bytes straight from the
+	 * download, as long as it keeps up, instead of through the file.
+	 */
+	slots = w->job->limit_bytes > in_bytes ?
+			(w->job->limit_bytes - in_bytes) / CB_AVAIL_BLOCK_BYTES :
+			0;
+	/* Reads of in_bytes at most: see cb_avail_ring_open. */
+	if (ctx->avail != NULL && slots >= in_bytes / CB_AVAIL_BLOCK_BYTES + 2)
+		ring = cb_avail_ring_open(ctx->avail, e->data_offset, e->data_end, w->in + in_bytes,
+					  slots);
 	while (!done) {
 		size_t before, produced = 0;
 
@@ -2396,7 +2410,10 @@ static enum cb_status write_streamed(struct unpack_worker *w, const struct unpac
 			}
 
 			have = left < in_bytes ? (size_t)left : in_bytes;
-			st = read_raw(w, e, w->in, have, read_bytes);
+			st = ring >= 0 ? cb_avail_ring_read(ctx->avail, ring, ctx->opts->zip_fd,
+							    e->data_offset + read_bytes, w->in,
+							    have, &w->err) :
+					 read_raw(w, e, w->in, have, read_bytes);
 			if (st != CB_OK)
 				goto out;
 			read_bytes += have;
@@ -2445,6 +2462,12 @@ static enum cb_status write_streamed(struct unpack_worker *w, const struct unpac
 	else if (w->job->punch != NULL)
 		punch_raw(w->job->punch, punched, e->data_end);
 out:
+	if (ring >= 0) {
+		uint64_t memory_bytes = cb_avail_ring_close(ctx->avail, ring);
+
+		cb_log(CB_LOG_DEBUG, "unpack: %s: %llu of %llu bytes came in memory", e->name,
+		       (unsigned long long)memory_bytes, (unsigned long long)e->comp_size_bytes);
+	}
 	if (wr != NULL)
 		(void)cb_slice_writer_finish(wr, true, &crc);
 	if (st != CB_OK) {

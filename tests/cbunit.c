@@ -78,6 +78,7 @@ void cb_test_mem_sink_attach(struct cb_test_mem_sink *mem, struct cb_sink *sink)
 	sink->restart = mem_restart;
 	sink->ctx = mem;
 	sink->write_at = NULL;
+	sink->room = NULL;
 }
 
 void cb_test_mem_sink_free(struct cb_test_mem_sink *mem)
