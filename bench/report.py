@@ -422,6 +422,7 @@ def server_cpu_text(res):
                                       1000 * got.get("s3_only", 0), 1000 * got["cb_http"]))
     if not parts:
         return ""
+    bound = cpu_bound_text(res)
     misses = [t for t in compute_targets(res) if t["verdict"] == "MISS"]
     s3_misses = [t for t in misses if "s3rver" in t["text"]]
     return ("- The servers run on the same two cores, and their CPU during coldboot's cold start "
@@ -431,7 +432,31 @@ def server_cpu_text(res):
             "start from s3rver pays for s3rver's CPU as well.%s" % (
                 "; ".join(parts),
                 " %d of the %d targets missed in this run are measured against s3rver." % (
-                    len(s3_misses), len(misses)) if misses else ""))
+                    len(s3_misses), len(misses)) if misses else "")) + bound
+
+
+def cpu_bound_text(res):
+    """How near each cold start from s3rver is to what its CPU, and s3rver's, allow on these cores."""
+    cores = res["machine"].get("nproc", 0)
+    parts = []
+    for g in res["groups"]:
+        samples = g["contenders"].get("cb_s3", {}).get("samples", [])
+        srv = [x["server_cpu_s"]["s3"] for x in samples if "s3" in x.get("server_cpu_s", {})]
+        if not samples or not srv or cores < 1:
+            continue
+        wall, own, theirs = med(samples), cpu_med(samples), statistics.median(srv)
+        floor = (own + theirs) / cores
+        parts.append("%s on %s %s vs (%s + %s) / %d = %s (%.2fx)" % (
+            g["bundle"], g["fs"], fmt_s(wall), fmt_s(own), fmt_s(theirs), cores, fmt_s(floor),
+            wall / floor))
+    if not parts:
+        return ""
+    return ("\n- Cold start from s3rver against the least time its work takes on %d cores (coldboot's "
+            "CPU plus s3rver's, spread over both, with no core ever idle): %s. No ordering of the "
+            "work can go below that bound; what lies above it is time a core stood idle (until "
+            "the archive's tail is in, one thread runs; near the end, a big entry may inflate "
+            "with little else left to run beside it)." % (
+                cores, "; ".join(parts)))
 
 
 def limits_text(res, p, phase, gm):
