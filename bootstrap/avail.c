@@ -12,7 +12,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <unistd.h>
 
 /* The tail and the central directory, merged when they touch: a few suffice. */
 #define AVAIL_RANGES_MAX 4u
@@ -464,10 +463,20 @@ out:
 	return ring;
 }
 
-/* The end of block b of ring r. */
+/* The block of ring r that holds byte at (inside the ring's range), and where it starts and ends. */
+static size_t block_of(const struct avail_ring *r, uint64_t at)
+{
+	return (size_t)((at - r->start) / CB_AVAIL_BLOCK_BYTES);
+}
+
+static uint64_t block_start(const struct avail_ring *r, size_t b)
+{
+	return r->start + (uint64_t)b * CB_AVAIL_BLOCK_BYTES;
+}
+
 static uint64_t block_end(const struct avail_ring *r, size_t b)
 {
-	uint64_t end = r->start + ((uint64_t)b + 1) * CB_AVAIL_BLOCK_BYTES;
+	uint64_t end = block_start(r, b) + CB_AVAIL_BLOCK_BYTES;
 
 	return end < r->end ? end : r->end;
 }
@@ -477,7 +486,6 @@ size_t cb_avail_put(struct cb_avail *a, uint64_t at, const void *data, size_t si
 {
 	struct avail_ring *r = NULL;
 	size_t b, n = size;
-	uint64_t block_start;
 
 	pthread_mutex_lock(&a->lock);
 	/* The ring at, or else up to the next one's start, for the file. */
@@ -496,14 +504,13 @@ size_t cb_avail_put(struct cb_avail *a, uint64_t at, const void *data, size_t si
 		*file_bytes = n;
 		goto to_file;
 	}
-	b = (size_t)((at - r->start) / CB_AVAIL_BLOCK_BYTES);
-	block_start = r->start + (uint64_t)b * CB_AVAIL_BLOCK_BYTES;
+	b = block_of(r, at);
 	if (n > block_end(r, b) - at)
 		n = (size_t)(block_end(r, b) - at);
 	/* Decided at its first byte, for good: a block begun in the file stays there. */
 	if (r->where[b] == AVAIL_BLOCK_UNDECIDED) {
 		r->where[b] = AVAIL_BLOCK_FILE;
-		if (at == block_start && r->free_slots != 0) {
+		if (at == block_start(r, b) && r->free_slots != 0) {
 			int slot = __builtin_ctzll(r->free_slots);
 
 			r->free_slots &= ~(UINT64_C(1) << slot);
@@ -514,7 +521,8 @@ size_t cb_avail_put(struct cb_avail *a, uint64_t at, const void *data, size_t si
 		*file_bytes = n;
 		goto to_file;
 	}
-	memcpy(r->mem + (size_t)r->where[b] * CB_AVAIL_BLOCK_BYTES + (at - block_start), data, n);
+	memcpy(r->mem + (size_t)r->where[b] * CB_AVAIL_BLOCK_BYTES + (at - block_start(r, b)), data,
+	       n);
 	r->memory_bytes += n;
 	pthread_mutex_unlock(&a->lock);
 	return n;
@@ -534,9 +542,9 @@ bool cb_avail_room(struct cb_avail *a, uint64_t at)
 
 		if (!r->active || at < r->start || at >= r->end)
 			continue;
-		b = (size_t)((at - r->start) / CB_AVAIL_BLOCK_BYTES);
+		b = block_of(r, at);
 		room = r->where[b] != AVAIL_BLOCK_UNDECIDED || r->free_slots != 0 ||
-		       at != r->start + (uint64_t)b * CB_AVAIL_BLOCK_BYTES;
+		       at != block_start(r, b);
 	}
 	/* Another thread waits for the body: it must not wait for the reader too. */
 	if (a->wake_at != UINT64_MAX)
@@ -546,27 +554,6 @@ bool cb_avail_room(struct cb_avail *a, uint64_t at)
 	return room;
 }
 
-static enum cb_status read_file(int fd, uint64_t at, unsigned char *out, size_t len,
-				struct cb_error *err)
-{
-	size_t done = 0;
-
-	while (done < len) {
-		ssize_t got = pread(fd, out + done, len - done, (off_t)(at + done));
-
-		if (got < 0 && errno == EINTR)
-			continue;
-		if (got <= 0) {
-			int saved = got < 0 ? errno : EIO;
-
-			return cb_error_set(err, CB_E_IO, saved, "cannot read the download: %s",
-					    strerror(saved));
-		}
-		done += (size_t)got;
-	}
-	return CB_OK;
-}
-
 enum cb_status cb_avail_ring_read(struct cb_avail *a, int ring, int fd, uint64_t at, void *buf,
 				  size_t len, struct cb_error *err)
 {
@@ -574,18 +561,19 @@ enum cb_status cb_avail_ring_read(struct cb_avail *a, int ring, int fd, uint64_t
 	unsigned char *out = buf;
 	uint64_t end = at + len;
 	enum cb_status status;
+	int saved;
 
 	pthread_mutex_lock(&a->lock);
 	status = wait_locked(a, at, end, false, r->active, err);
 	/* Below the prefix: the download is done with these blocks, and only this reader frees them. */
 	while (status == CB_OK && at < end) {
-		uint64_t stop = end, block_start = 0;
+		uint64_t stop = end, from = 0;
 		int slot = AVAIL_BLOCK_FILE;
 		size_t b = 0;
 
 		if (r->active && at >= r->start && at < r->end) {
-			b = (size_t)((at - r->start) / CB_AVAIL_BLOCK_BYTES);
-			block_start = r->start + (uint64_t)b * CB_AVAIL_BLOCK_BYTES;
+			b = block_of(r, at);
+			from = block_start(r, b);
 			if (stop > block_end(r, b))
 				stop = block_end(r, b);
 			slot = r->where[b];
@@ -594,11 +582,15 @@ enum cb_status cb_avail_ring_read(struct cb_avail *a, int ring, int fd, uint64_t
 		}
 		pthread_mutex_unlock(&a->lock);
 		if (slot >= 0)
-			memcpy(out,
-			       r->mem + (size_t)slot * CB_AVAIL_BLOCK_BYTES + (at - block_start),
+			memcpy(out, r->mem + (size_t)slot * CB_AVAIL_BLOCK_BYTES + (at - from),
 			       (size_t)(stop - at));
-		else
-			status = read_file(fd, at, out, (size_t)(stop - at), err);
+		else if ((saved = cb_read_full(fd, out, (size_t)(stop - at), at)) != 0) {
+			/* The file ending first is EIO: the body wrote every byte below the prefix. */
+			if (saved < 0)
+				saved = EIO;
+			status = cb_error_set(err, CB_E_IO, saved, "cannot read the download: %s",
+					      strerror(saved));
+		}
 		pthread_mutex_lock(&a->lock);
 		/* Read once: a block read to its end holds nothing more for anyone. */
 		if (slot >= 0 && stop == block_end(r, b)) {

@@ -100,8 +100,7 @@ static enum cb_status sink_write(void *ctx, const void *data, size_t size, struc
 	if (sink->avail != NULL && cb_avail_usable(sink->avail))
 		sink_compare_ahead(sink, data, size);
 	/* At its offset: libzip reads through a dup of this fd, which shares the position. */
-	while (size > 0) {
-		const unsigned char *p = data;
+	for (const unsigned char *p = data; size > 0;) {
 		size_t file_bytes = size;
 		size_t taken = sink->avail != NULL ?
 				       cb_avail_put(sink->avail, sink->bytes, p, size, &file_bytes) :
@@ -116,7 +115,7 @@ static enum cb_status sink_write(void *ctx, const void *data, size_t size, struc
 			if (st != CB_OK)
 				return st;
 		}
-		data = p + taken;
+		p += taken;
 		size -= taken;
 	}
 	if (sink->avail != NULL)

@@ -368,8 +368,8 @@ static mode_t read_umask(void)
 static enum cb_status pread_exact(struct unpack_ctx *ctx, void *out, size_t len, uint64_t offset,
 				  const char *what)
 {
-	size_t done = 0;
 	enum cb_status st;
+	int saved;
 
 	/* A hole not written yet reads as zeros: wait for the bytes (and ask for them). */
 	if (ctx->avail != NULL) {
@@ -381,23 +381,13 @@ static enum cb_status pread_exact(struct unpack_ctx *ctx, void *out, size_t len,
 			return st;
 	}
 
-	while (done < len) {
-		ssize_t n = pread(ctx->opts->zip_fd, (unsigned char *)out + done, len - done,
-				  (off_t)(offset + done));
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0) {
-			int saved = errno;
-
-			return cb_error_set(ctx->err, CB_E_IO, saved, "zip: cannot read the %s: %s",
-					    what, strerror(saved));
-		}
-		if (n == 0)
-			return cb_error_set(ctx->err, CB_E_ZIP, 0,
-					    "zip: truncated archive (the %s is cut short)", what);
-		done += (size_t)n;
-	}
+	saved = cb_read_full(ctx->opts->zip_fd, out, len, offset);
+	if (saved > 0)
+		return cb_error_set(ctx->err, CB_E_IO, saved, "zip: cannot read the %s: %s", what,
+				    strerror(saved));
+	if (saved < 0)
+		return cb_error_set(ctx->err, CB_E_ZIP, 0,
+				    "zip: truncated archive (the %s is cut short)", what);
 	return CB_OK;
 }
 
@@ -1116,25 +1106,13 @@ static enum cb_status pread_at(const struct unpack_ctx *ctx, const struct unpack
 			       unsigned char *buf, size_t len, uint64_t offset, const char *what,
 			       struct cb_error *err)
 {
-	size_t done = 0;
+	int saved = cb_read_full(ctx->opts->zip_fd, buf, len, offset);
 
-	while (done < len) {
-		ssize_t n = pread(ctx->opts->zip_fd, buf + done, len - done, (off_t)(offset + done));
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0) {
-			int saved = errno;
-
-			return entry_error_to(err, CB_E_IO, saved, e,
-					      "cannot read %s from the archive: %s", what,
-					      strerror(saved));
-		}
-		if (n == 0)
-			return entry_error_to(err, CB_E_ZIP, 0, e, "the archive ends inside %s",
-					      what);
-		done += (size_t)n;
-	}
+	if (saved > 0)
+		return entry_error_to(err, CB_E_IO, saved, e, "cannot read %s from the archive: %s",
+				      what, strerror(saved));
+	if (saved < 0)
+		return entry_error_to(err, CB_E_ZIP, 0, e, "the archive ends inside %s", what);
 	return CB_OK;
 }
 

@@ -188,6 +188,12 @@ uint64_t cb_cache_free_bytes(int fd);
  * errno of the failing write (ENOSPC for a write of nothing).
  */
 int cb_write_full(int fd, const void *data, size_t len, int64_t offset);
+/*
+ * Reads buf[0..len) whole from fd at offset; retries after EINTR and short
+ * reads. Returns 0, the errno of the failing read, or -1 when the file ends
+ * first.
+ */
+int cb_read_full(int fd, void *buf, size_t len, uint64_t offset);
 
 /* Removes a directory tree below dir_fd without following symlinks. */
 enum cb_status cb_rmtree_at(int dir_fd, const char *name, struct cb_error *err);

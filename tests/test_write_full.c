@@ -112,12 +112,32 @@ static void errors(void **state)
 	assert_int_equal(cb_write_full(-1, "x", 1, 0), EBADF);
 }
 
+/* cb_read_full: the bytes at an offset, -1 when the file ends first, the errno of a bad read. */
+static void read_full(void **state)
+{
+	char path[64];
+	int fd = temp_file(path);
+	unsigned char *p = pattern(BIG), *got = malloc(BIG);
+
+	(void)state;
+	assert_non_null(got);
+	assert_int_equal(cb_write_full(fd, p, BIG, 0), 0);
+	assert_int_equal(cb_read_full(fd, got, BIG - 1000, 1000), 0);
+	assert_memory_equal(got, p + 1000, BIG - 1000);
+	assert_int_equal(cb_read_full(fd, got, 10, BIG - 5), -1);
+	assert_int_equal(cb_read_full(-1, got, 1, 0), EBADF);
+	close(fd);
+	free(got);
+	free(p);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(offset_and_position),
 		cmocka_unit_test(short_write_then_errno),
 		cmocka_unit_test(errors),
+		cmocka_unit_test(read_full),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
