@@ -1715,6 +1715,12 @@ struct dir_levels {
 	size_t level;   /* the level the threads are on */
 	size_t arrived; /* threads done with it */
 	bool failed;
+	/*
+	 * Whether every level up to the one just finished went well, as its last
+	 * thread found it: `failed` may already tell of the next level (set by a
+	 * thread done with it) when a waiter of this one wakes.
+	 */
+	bool level_ok;
 };
 
 struct dir_maker {
@@ -1736,13 +1742,14 @@ static bool level_done(struct dir_levels *lv, size_t l, bool failed)
 	lv->failed = lv->failed || failed;
 	if (++lv->arrived == lv->nthreads) {
 		lv->arrived = 0;
+		lv->level_ok = !lv->failed;
 		lv->level = l + 1;
 		pthread_cond_broadcast(&lv->changed);
 	} else {
 		while (lv->level == l)
 			pthread_cond_wait(&lv->changed, &lv->lock);
 	}
-	ok = !lv->failed;
+	ok = lv->level_ok;
 	pthread_mutex_unlock(&lv->lock);
 	return ok;
 }
