@@ -768,13 +768,12 @@ static void many_files_in_parallel(void **state)
 }
 
 /*
- * 440 directories are made by several threads a level at a time. Where the
- * destination already holds a file in place of one of them (last level, and
- * one level up), the install fails naming that directory's entry; no thread
- * is left waiting. Each case runs several times: a thread that failed on one
- * level while another had not yet woken from the level before once left that
- * other one leaving early, and the failed one waiting for it forever (about
- * one run in five hung).
+ * 440 directories are made by several threads, each its own stretch of them.
+ * Where the destination already holds a file in place of one of them (a
+ * leaf, and one level up), the install fails naming that directory's entry.
+ * Each case runs several times: with the threads once waiting for each other
+ * a level at a time, a failure on one level could leave a thread waiting
+ * forever (about one run in five hung).
  */
 #define BLOCKED_ROUNDS 8
 
@@ -802,6 +801,44 @@ static void directory_blocked_by_a_file(void **state)
 		snprintf(want, sizeof(want), "%s/", blocked_k);
 		assert_non_null(strstr(err.message, want));
 	}
+}
+
+/*
+ * A comb: a chain of 40 directories with 300 leaf directories (a file in
+ * each) at its bottom. Every thread's stretch of directories but the first
+ * begins among the leaves, so the chain above is made first, before the
+ * threads start, and the first stretch finds it made. The tree comes out
+ * whole; a file in place of a directory in the middle of the chain fails the
+ * install there, naming it.
+ */
+static void directories_below_a_long_chain(void **state)
+{
+	char src[2048], zip[2048], dest[2048], chain[512], p[2048], want[600];
+	struct cb_unpack_result res;
+	struct cb_error err;
+	size_t len = 0;
+
+	(void)state;
+	fmt_path(src, sizeof(src), "%s/comb", test_root);
+	fmt_path(zip, sizeof(zip), "%s/comb.zip", test_root);
+	for (int i = 0; i < 40; i++)
+		len += (size_t)snprintf(chain + len, sizeof(chain) - len, "%sc%02d", i ? "/" : "",
+					i);
+	assert_int_equal(run_sh("mkdir -p '%s/%s' && cd '%s/%s' && for i in $(seq 100 399); do "
+				"mkdir leaf$i && echo $i > leaf$i/f; done && cd '%s' && zip -qry '%s' .",
+				src, chain, src, chain, src, zip),
+			 0);
+	extract_and_compare(zip, src, "out-comb");
+
+	/* c00/.../c19 */
+	chain[20 * 4 - 1] = '\0';
+	fmt_path(dest, sizeof(dest), "%s/out-comb-blocked", test_root);
+	fmt_path(p, sizeof(p), "%s/%s", dest, chain);
+	assert_int_equal(run_sh("mkdir -p \"$(dirname '%s')\" && echo x > '%s'", p, p), 0);
+	assert_int_equal(unpack(zip, dest, 0, &res, &err), CB_E_ZIP);
+	assert_non_null(strstr(err.message, "is not a directory"));
+	snprintf(want, sizeof(want), "%s/", chain);
+	assert_non_null(strstr(err.message, want));
 }
 
 /*
@@ -1605,6 +1642,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(consumed_zip_is_given_back, setup, teardown),
 		cmocka_unit_test_setup_teardown(few_descriptors, setup, teardown),
 		cmocka_unit_test_setup_teardown(directory_blocked_by_a_file, setup, teardown),
+		cmocka_unit_test_setup_teardown(directories_below_a_long_chain, setup, teardown),
 		cmocka_unit_test(descriptor_table_reserved),
 		cmocka_unit_test_setup_teardown(many_files_one_damaged, setup, teardown),
 		cmocka_unit_test_setup_teardown(enospc_with_workers, setup, teardown),
