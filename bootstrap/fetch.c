@@ -319,6 +319,7 @@ static void decide_streaming(struct fetch_state *st)
 	if (st->scheme == FETCH_FILE || st->redirected || st->content_length < 0 ||
 	    (uint64_t)st->content_length < FETCH_STREAM_MIN_BYTES || st->have_etag[0] == '\0') {
 		cb_log(CB_LOG_DEBUG, "not unpacking while downloading (%s)",
+		       st->scheme == FETCH_FILE ? "a local file" :
 		       st->redirected           ? "redirected" :
 		       st->content_length < 0   ? "no Content-Length" :
 		       st->have_etag[0] == '\0' ? "no strong ETag" :
