@@ -985,6 +985,10 @@ def main():
             if got != want:
                 log("warning: %s root %s is %s, not %s" % (name, fs_roots[name], got, want))
         bench.setup()
+        short = check_space(bench, fs_roots, args.fs, args.reps + 1)
+        if short is not None:
+            log("error: " + short)
+            return 2
         groups = []
         settled = {}
         for b in args.bundles:
@@ -1042,6 +1046,41 @@ def main():
                 if os.path.exists(d):
                     log("deleting %s" % d)
                     delete_run(d, args.ext4_dir)
+
+
+# Contenders that leave no tree behind, and those that also leave the downloaded zip.
+NO_TREE = ("curl_only", "curl_paced", "s3_only")
+ZIP_TOO = ("curl_unzip", "aws_unzip", "curl_pyzip")
+
+
+def space_needed(meta, keys, rounds, kept):
+    """Bytes one bundle's runs hold at once: every round's when kept (ext4), one round's if not.
+
+    A tree is counted at its unpacked size plus half a 4 KiB block per file and a block per
+    directory, and 15 % more (nodemods on ext4: 269 MB counted, 268.6 MB measured); the warm
+    install and the three untimed extra runs come on top.
+    """
+    tree = 1.15 * (meta["unpacked_bytes"] + 2048 * meta["files"] + 4096 * meta["dirs"])
+    per_round = sum(tree for k in keys if k not in NO_TREE) + \
+        sum(meta["zip_bytes"] for k in keys if k in ZIP_TOO)
+    return (rounds if kept else 1) * per_round + 4 * tree + meta["zip_bytes"]
+
+
+def check_space(bench, fs_roots, fs_names, rounds):
+    """None, or a one-line reason the run cannot fit where it writes."""
+    keys = [k for k, _, _ in bench.contenders()]
+    for name in fs_names:
+        kept = name != "tmpfs"  # ext4 runs stay until the end: a deletion stalls the next run
+        need = [space_needed(bench.meta[b], keys, rounds, kept) for b in bench.args.bundles]
+        need = sum(need) if kept else max(need)
+        v = os.statvfs(fs_roots[name])
+        free = v.f_bavail * v.f_frsize
+        if need > free:
+            return ("the %s runs need about %.1f GB under %s and only %.1f GB is free: free some, "
+                    "or run fewer --bundles%s" % (name, need / 1e9, os.path.dirname(fs_roots[name]),
+                                                  free / 1e9, ", fewer --reps or --fs tmpfs"
+                                                  if kept else ""))
+    return None
 
 
 def delete_run(root, ext4_dir):
