@@ -39,6 +39,12 @@ def cpu_med(samples):
     return statistics.median([x["user_s"] + x["sys_s"] for x in samples]) if samples else 0.0
 
 
+def server_cpu_med(samples, srv):
+    """Median CPU server srv spent during the samples, or None when it was not measured."""
+    v = [x["server_cpu_s"][srv] for x in samples if srv in x.get("server_cpu_s", {})]
+    return statistics.median(v) if v else None
+
+
 def spread(samples, key="wall_s"):
     v = [s[key] for s in samples]
     return (min(v), max(v)) if v else (None, None)
@@ -412,10 +418,9 @@ def server_cpu_text(res):
         c = g["contenders"]
         got = {}
         for key, srv in (("cb_http", "http"), ("cb_s3", "s3"), ("s3_only", "s3")):
-            v = [x["server_cpu_s"][srv] for x in c.get(key, {}).get("samples", [])
-                 if srv in x.get("server_cpu_s", {})]
-            if v:
-                got[key] = statistics.median(v)
+            m = server_cpu_med(c.get(key, {}).get("samples", []), srv)
+            if m is not None:
+                got[key] = m
         if "cb_s3" in got and "cb_http" in got:
             parts.append("%s on %s: s3rver %.0f ms (%.0f ms for curl's download alone), nginx "
                          "%.0f ms" % (g["bundle"], g["fs"], 1000 * got["cb_s3"],
@@ -441,10 +446,10 @@ def cpu_bound_text(res):
     parts = []
     for g in res["groups"]:
         samples = g["contenders"].get("cb_s3", {}).get("samples", [])
-        srv = [x["server_cpu_s"]["s3"] for x in samples if "s3" in x.get("server_cpu_s", {})]
-        if not samples or not srv or cores < 1:
+        theirs = server_cpu_med(samples, "s3")
+        if theirs is None or cores < 1:
             continue
-        wall, own, theirs = med(samples), cpu_med(samples), statistics.median(srv)
+        wall, own = med(samples), cpu_med(samples)
         floor = (own + theirs) / cores
         parts.append("%s on %s %s vs (%s + %s) / %d = %s (%.2fx)" % (
             g["bundle"], g["fs"], fmt_s(wall), fmt_s(own), fmt_s(theirs), cores, fmt_s(floor),
