@@ -16,6 +16,7 @@ that wants fresh state adds an `id/<anything>/` segment):
 
     id/<x>                  no effect: makes the path unique
     cut/<N>                 the first response is cut (connection closed) after N body bytes
+    cut-request/<K>/<N>     the K-th request's (0-based) response is cut after N body bytes
     cutevery/<N>            every response is cut after N body bytes (the client must resume)
     rst/<N>                 the first response is reset (TCP RST) after N body bytes
     <CODE>x<K>              the first K requests are answered with status CODE (e.g. 503x2)
@@ -54,7 +55,8 @@ With --proxy-to PORT every other request is forwarded, headers and all, to
 first response for each path is cut after --proxy-cut N body bytes.
 
 GET /__requests/<path> answers the requests made so far for <path>, one JSON
-object a line: {"range": ..., "if_match": ..., "status": ...}.
+object a line: {"range": ..., "if_match": ..., "status": ..., "nth": ...}, where nth
+is the request's place in arrival order (what the faults count).
 """
 import argparse
 import hashlib
@@ -82,6 +84,7 @@ ALWAYS_RE = re.compile(r"^always(\d{3})$")
 # Faults that take one argument segment.
 WITH_ARG = {"id", "cut", "cutevery", "rst", "retryafter", "stall-once", "slow", "redirect",
             "big-error", "etag-from", "from503", "pause"}
+WITH_TWO_ARGS = {"s3err", "cut-request"}
 
 _pattern_cache = {}
 _pattern_lock = threading.Lock()
@@ -97,6 +100,41 @@ def pattern(size):
             if len(_pattern_cache) < 64:
                 _pattern_cache[size] = data
         return data
+
+
+# Files and their SHA-1 by (path, mtime, size): parallel ranged GETs of a 40 MB file would
+# otherwise read and hash it once per request, under the GIL, and arrive late.
+_file_cache = {}
+_digest_cache = {}
+_file_lock = threading.Lock()
+
+
+def read_file(path):
+    st = os.stat(path)
+    key = (path, st.st_mtime_ns, st.st_size)
+    with _file_lock:
+        body = _file_cache.get(key)
+    if body is None:
+        with open(path, "rb") as f:
+            body = f.read()
+        with _file_lock:
+            if len(_file_cache) >= 8:
+                _file_cache.clear()
+                _digest_cache.clear()
+            _file_cache[key] = body
+    return body
+
+
+def body_digest(body):
+    with _file_lock:
+        digest = _digest_cache.get(id(body))
+        if digest is not None and digest[0] is body:
+            return digest[1]
+    value = hashlib.sha1(body).hexdigest()
+    with _file_lock:
+        if len(_digest_cache) < 64:
+            _digest_cache[id(body)] = (body, value)
+    return value
 
 
 class Handler(http.server.BaseHTTPRequestHandler):
@@ -128,6 +166,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 "range": self.headers.get("Range"),
                 "if_match": self.headers.get("If-Match"),
                 "status": status,
+                "nth": getattr(self, "nth", None),  # the request's place in arrival order
             })
 
     # ---- replies ----
@@ -206,8 +245,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
         i = 0
         while i < len(parts) and parts[i] not in ("gen", "file"):
             name = parts[i]
-            if name in WITH_ARG or name == "s3err":
-                count = 2 if name == "s3err" else 1
+            if name in WITH_ARG or name in WITH_TWO_ARGS:
+                count = 2 if name in WITH_TWO_ARGS else 1
                 faults[name] = parts[i + 1:i + 1 + count]
                 i += 1 + count
             else:
@@ -227,13 +266,12 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 self._simple(path, 404, b"no such file\n")
                 return
             try:
-                with open(os.path.join(self.server.root, arg), "rb") as f:
-                    body = f.read()
+                body = read_file(os.path.join(self.server.root, arg))
             except OSError:
                 self._simple(path, 404, b"no such file\n")
                 return
 
-        nth = self._count(path)
+        nth = self.nth = self._count(path)
         self._reply(path, faults, body, nth)
 
     def _proxy(self, path):
@@ -301,11 +339,12 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return
 
         # ---- the body ----
-        etag = '"%s"' % hashlib.sha1(body).hexdigest()
+        digest = body_digest(body)
+        etag = '"%s"' % digest
         if "etag-changes" in faults or "if-match-412" in faults:
-            etag = '"%s-%d"' % (hashlib.sha1(body).hexdigest()[:16], nth)
+            etag = '"%s-%d"' % (digest[:16], nth)
         if "etag-from" in faults and nth >= int(faults["etag-from"][0]):
-            etag = '"%s-changed"' % hashlib.sha1(body).hexdigest()[:16]
+            etag = '"%s-changed"' % digest[:16]
         if "weak-etag" in faults:
             etag = "W/" + etag
         if "if-match-412" in faults:
@@ -314,16 +353,18 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 self._simple(path, 412, b"precondition failed\n")
                 return
 
-        start, status = 0, 200
+        start, end, status = 0, size - 1, 200
         range_header = self.headers.get("Range")
         m = RANGE_RE.match(range_header.strip()) if range_header else None
         if m and "ignore-range" not in faults:
             start = int(m.group(1))
-            if start >= size:
+            if m.group(2):
+                end = min(end, int(m.group(2)))
+            if start >= size or start > end:
                 self._simple(path, 416, b"", [("Content-Range", "bytes */%d" % size)])
                 return
             status = 206
-        part = body[start:]
+        part = body[start:end + 1]
         self._record(path, status)
 
         if "close-delimited-truncated" in faults:
@@ -345,7 +386,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.send_header("ETag", etag)
         if status == 206:
             first = 0 if "bad-range" in faults else start
-            self.send_header("Content-Range", "bytes %d-%d/%d" % (first, size - 1, size))
+            self.send_header("Content-Range", "bytes %d-%d/%d" % (first, end, size))
         self.end_headers()
 
         limit = len(part)
@@ -353,6 +394,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
         stall = False
         if "cut" in faults and nth == 0:
             limit = min(limit, int(faults["cut"][0]))
+        if "cut-request" in faults and nth == int(faults["cut-request"][0]):
+            limit = min(limit, int(faults["cut-request"][1]))
         if "cutevery" in faults:
             limit = min(limit, int(faults["cutevery"][0]))
         if "rst" in faults and nth == 0:
@@ -371,10 +414,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
             sent = 0
             step = max(1, bps // 10)
             while sent < limit:
-                self.wfile.write(part[sent:sent + step])
+                self.wfile.write(part[sent:min(sent + step, limit)])
                 self.wfile.flush()
                 sent += step
-                time.sleep(0.1)
+                if sent < limit:
+                    time.sleep(0.1)
         else:
             self.wfile.write(part[:limit])
         if stall:
