@@ -64,7 +64,9 @@ struct cb_avail {
 	void (*wake)(void *ctx);
 	void *wake_ctx;
 	struct avail_ring rings[AVAIL_RINGS_MAX];
-	bool body_waits; /* cb_avail_room said no: the next slot freed wakes the download */
+	bool body_waits;    /* cb_avail_room said no: the next slot freed wakes the download */
+	bool spare_planned; /* the unpacker planned its memory: spare_bytes is set */
+	uint64_t spare_bytes;
 };
 
 struct cb_avail *cb_avail_new(int64_t deadline_ms)
@@ -112,6 +114,25 @@ void cb_avail_set_total(struct cb_avail *a, uint64_t total_bytes)
 {
 	pthread_mutex_lock(&a->lock);
 	a->total_bytes = total_bytes;
+	pthread_mutex_unlock(&a->lock);
+}
+
+bool cb_avail_spare(struct cb_avail *a, uint64_t *spare_bytes)
+{
+	bool planned;
+
+	pthread_mutex_lock(&a->lock);
+	planned = a->spare_planned;
+	*spare_bytes = a->spare_bytes;
+	pthread_mutex_unlock(&a->lock);
+	return planned;
+}
+
+void cb_avail_set_spare(struct cb_avail *a, uint64_t spare_bytes)
+{
+	pthread_mutex_lock(&a->lock);
+	a->spare_bytes = spare_bytes;
+	a->spare_planned = true;
 	pthread_mutex_unlock(&a->lock);
 }
 

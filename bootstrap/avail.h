@@ -32,6 +32,13 @@ void cb_avail_destroy(struct cb_avail *a);
 
 /* The total size is known and the tail [tail_start, total) is being fetched. */
 void cb_avail_set_total(struct cb_avail *a, uint64_t total_bytes);
+/*
+ * Whether the unpacker has planned its memory yet; when it has, *spare_bytes
+ * is what it leaves unused under the memory budget (UINT64_MAX: no budget).
+ * The download may spend that on parts of the body fetched ahead of it on
+ * more connections.
+ */
+bool cb_avail_spare(struct cb_avail *a, uint64_t *spare_bytes);
 /* The main GET has written [0, prefix_bytes). */
 void cb_avail_set_prefix(struct cb_avail *a, uint64_t prefix_bytes);
 /*
@@ -72,6 +79,9 @@ void cb_avail_set_waker(struct cb_avail *a, void (*wake)(void *ctx), void *ctx);
 bool cb_avail_stopped(struct cb_avail *a);
 
 /* ---- the unpacker's side (any thread) ---- */
+
+/* What cb_avail_spare reports: set once the unpacker planned its memory. */
+void cb_avail_set_spare(struct cb_avail *a, uint64_t spare_bytes);
 
 /*
  * Blocks until streaming starts or is known never to: CB_AVAIL_STREAM with

@@ -48,6 +48,19 @@
 #define FETCH_POLL_MS 20
 /* The body waits for the tail at most this long, then goes on without it. */
 #define FETCH_HOLD_BODY_MAX_MS 2000
+/*
+ * Parts: when one connection brings the body slower than this (S3 gives
+ * about 90 MB/s per connection) and the unpacker never had to hold it back,
+ * the rest comes in parts of FETCH_PART_BYTES on up to FETCH_LANES_MAX
+ * connections, each part in memory until the body reaches it. The rate is
+ * judged over the body's first FETCH_WATCH_MS after the tail is in.
+ */
+#define FETCH_SLOW_BYTES_PER_S (160u * 1024u * 1024u)
+#define FETCH_WATCH_MS 100
+#define FETCH_PART_BYTES (4u * 1024u * 1024u)
+#define FETCH_LANES_MAX 4
+/* A part's bytes go to the sink in pieces this big, so a full ring is seen at once. */
+#define FETCH_DELIVER_BYTES (256u * 1024u)
 
 enum fetch_scheme {
 	FETCH_FILE,
@@ -64,6 +77,7 @@ enum fetch_abort {
 	ABORT_UNEXPECTED, /* a reply we cannot use (206 to a request without Range) */
 	ABORT_ERROR_BODY, /* an error body longer than we keep: enough read */
 	ABORT_CONSUMER,   /* the unpacker reading along gave up (cb_avail_stop) */
+	ABORT_HANDOFF,    /* the body reached the parts fetched on other connections */
 };
 
 /* How one attempt ended. */
@@ -107,6 +121,8 @@ struct fetch_state {
 	int hold_body;
 	int body_paused;
 	int64_t hold_since_ms;
+	unsigned room_waits; /* the body paused for the unpacker to make room */
+	uint64_t handoff;    /* parts bring the body from here on; 0: no parts */
 
 	/* The current attempt's body. */
 	int body_started;
@@ -401,15 +417,34 @@ static bool sink_has_room(struct fetch_state *st)
 	return st->sink->room == NULL || st->sink->room(st->sink->ctx);
 }
 
+/* The body's next n bytes, in order, to the sink. Returns 0, or -1 with st->abort set. */
+static int deliver(struct fetch_state *st, const void *data, size_t n)
+{
+	uint64_t max_bytes = st->opts->max_bytes;
+
+	if (max_bytes > 0 && st->have_bytes + n > max_bytes) {
+		st->abort = ABORT_TOO_BIG;
+		return -1;
+	}
+	if (n > 0 && st->sink->write(st->sink->ctx, data, n, &st->sink_err) != CB_OK) {
+		st->abort = ABORT_SINK;
+		return -1;
+	}
+	st->have_bytes += n;
+	st->attempt_bytes += n;
+	return 0;
+}
+
 static size_t on_body(char *data, size_t size, size_t nmemb, void *userdata)
 {
 	struct fetch_state *st = userdata;
 	size_t n = size * nmemb;
-	uint64_t max_bytes = st->opts->max_bytes;
 
 	if (!st->body_started && begin_body(st) != 0)
 		return 0;
 	if (st->body_to_sink && (st->hold_body || !sink_has_room(st))) {
+		if (!st->hold_body)
+			st->room_waits++;
 		st->body_paused = 1;
 		return CURL_WRITEFUNC_PAUSE; /* libcurl keeps these bytes and gives them again */
 	}
@@ -424,17 +459,13 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *userdata)
 		}
 		return n;
 	}
-	if (max_bytes > 0 && st->have_bytes + n > max_bytes) {
-		st->abort = ABORT_TOO_BIG;
+	/* The parts bring the rest: this connection's bytes past the handoff are not needed. */
+	if (st->handoff > 0 && st->have_bytes + n >= st->handoff) {
+		if (deliver(st, data, (size_t)(st->handoff - st->have_bytes)) == 0)
+			st->abort = ABORT_HANDOFF;
 		return 0;
 	}
-	if (n > 0 && st->sink->write(st->sink->ctx, data, n, &st->sink_err) != CB_OK) {
-		st->abort = ABORT_SINK;
-		return 0;
-	}
-	st->have_bytes += n;
-	st->attempt_bytes += n;
-	return n;
+	return deliver(st, data, n) == 0 ? n : 0;
 }
 
 /* Sleeps ms milliseconds, through signals. */
@@ -754,6 +785,7 @@ static enum fetch_verdict judge_attempt(struct fetch_state *st, const struct fet
 			     prefix);
 		return VERDICT_FAIL;
 	case ABORT_ERROR_BODY:
+	case ABORT_HANDOFF: /* perform_streaming's to clear */
 	case ABORT_NONE:
 		break;
 	}
@@ -838,7 +870,11 @@ static enum cb_status restart_sink(struct fetch_state *st, struct cb_error *err)
 
 /* ---- ranges fetched ahead of the body, for unpacking while downloading ---- */
 
-/* One ranged GET on a second connection, beside the main GET; one at a time. */
+/*
+ * One ranged GET on a connection of its own, beside the main GET: the side
+ * (one at a time: the tail, then what the unpacker asks for), or a lane (a
+ * part of the body, into memory).
+ */
 struct fetch_side {
 	struct fetch_state *st; /* the main GET's: its ETag, total and sink */
 	const struct fetch_request *req;
@@ -854,6 +890,10 @@ struct fetch_side {
 	long status;
 	int64_t first, last, total; /* its Content-Range */
 	char etag[FETCH_ETAG_MAX];
+	/* A lane's: its part's memory (NULL: the side, which writes into the sink). */
+	unsigned char *buf;
+	uint64_t given; /* the part's bytes the sink has */
+	int done;       /* the part is whole in buf */
 };
 
 static size_t side_on_header(char *buffer, size_t size, size_t nitems, void *userdata)
@@ -904,8 +944,10 @@ static size_t side_on_body(char *data, size_t size, size_t nmemb, void *userdata
 		return 0;
 	}
 	cb_error_init(&ignored);
-	if (n > 0 && st->sink->write_at(st->sink->ctx, side->start + side->got, data, n,
-					&ignored) != CB_OK) {
+	if (side->buf != NULL) {
+		memcpy(side->buf + side->got, data, n);
+	} else if (n > 0 && st->sink->write_at(st->sink->ctx, side->start + side->got, data, n,
+					       &ignored) != CB_OK) {
 		side->failed = 1;
 		return 0;
 	}
@@ -956,8 +998,8 @@ static int side_start(CURLM *multi, struct fetch_side *side, uint64_t start, uin
 	    curl_multi_add_handle(multi, side->curl) != CURLM_OK)
 		return -1;
 	side->active = 1;
-	side->st->hold_body = 1;
-	side->st->hold_since_ms = now_ms();
+	side->done = 0;
+	side->given = 0;
 	return 0;
 }
 
@@ -999,20 +1041,217 @@ static void side_next(CURLM *multi, struct fetch_side *side, int64_t remaining_m
 		start = st->total_bytes > FETCH_TAIL_BYTES ? st->total_bytes - FETCH_TAIL_BYTES : 0;
 		if (side_start(multi, side, start, st->total_bytes, 1, remaining_ms) != 0) {
 			side->active = 0;
-			st->hold_body = 0;
 			cb_avail_disable(avail);
+			return;
 		}
+	} else {
+		if (!cb_avail_take_request(avail, &start, &end))
+			return;
+		/* What the main GET already wrote needs no second copy. */
+		if (start < st->have_bytes)
+			start = st->have_bytes;
+		if (start >= end || end > st->total_bytes)
+			return;
+		if (side_start(multi, side, start, end, 0, remaining_ms) != 0) {
+			side->active = 0;
+			return;
+		}
+	}
+	st->hold_body = 1;
+	st->hold_since_ms = now_ms();
+}
+
+/* ---- parts of the body on more connections, when one connection is slow ---- */
+
+struct fetch_lanes {
+	struct fetch_state *st;
+	struct fetch_side lane[FETCH_LANES_MAX];
+	unsigned count;  /* lanes in use */
+	uint64_t next;   /* where the next part starts */
+	int decided;     /* whether to use parts is decided once per download */
+	int handed_off;  /* the main GET ended at st->handoff: the lanes bring the rest */
+	CURLcode failed; /* a lane failed (CURLE_OK: none did) */
+	int64_t watch_ms;
+	uint64_t watch_bytes;
+};
+
+/* Starts the next part on lane, if any is left. Returns 0, or -1 (then the lanes fail). */
+static int lane_next(CURLM *multi, struct fetch_lanes *lanes, struct fetch_side *lane,
+		     int64_t remaining_ms)
+{
+	uint64_t total = lane->st->total_bytes;
+	uint64_t end;
+
+	if (lanes->next >= total)
+		return 0;
+	end = total - lanes->next > FETCH_PART_BYTES ? lanes->next + FETCH_PART_BYTES : total;
+	if (side_start(multi, lane, lanes->next, end, 0, remaining_ms) != 0) {
+		lane->active = 0;
+		return -1;
+	}
+	lanes->next = end;
+	return 0;
+}
+
+/* Gives every lane up: a part not yet in the sink is fetched again by a resumed GET. */
+static void lanes_stop(CURLM *multi, struct fetch_lanes *lanes)
+{
+	for (unsigned i = 0; i < lanes->count; i++) {
+		struct fetch_side *lane = &lanes->lane[i];
+
+		if (lane->active)
+			curl_multi_remove_handle(multi, lane->curl);
+		lane->active = 0;
+		lane->done = 0;
+		free(lane->buf);
+		lane->buf = NULL;
+	}
+	lanes->count = 0;
+	lanes->handed_off = 0;
+	lanes->failed = CURLE_OK;
+	lanes->st->handoff = 0;
+}
+
+/*
+ * Once the body has come for FETCH_WATCH_MS after the tail: if it came
+ * slower than FETCH_SLOW_BYTES_PER_S without ever waiting for the unpacker,
+ * and the memory the unpacker leaves holds two parts or more, the lanes
+ * start on the parts after the next FETCH_PART_BYTES of the body, which the
+ * main GET still brings (st->handoff: it stops there).
+ */
+static void lanes_consider(CURLM *multi, struct fetch_lanes *lanes, int64_t remaining_ms)
+{
+	struct fetch_state *st = lanes->st;
+	struct cb_avail *avail = st->opts->avail;
+	uint64_t rate, spare, left, count;
+	int64_t elapsed;
+	unsigned i;
+
+	if (lanes->decided || !st->stream_decided || !st->body_started || !st->body_to_sink ||
+	    st->hold_body)
+		return;
+	if (!cb_avail_usable(avail) || st->room_waits > 0) {
+		if (st->room_waits > 0)
+			cb_log(CB_LOG_DEBUG, "one connection: the body outruns the unpacker");
+		lanes->decided = 1;
 		return;
 	}
-	if (!cb_avail_take_request(avail, &start, &end))
+	if (lanes->watch_ms == 0) {
+		lanes->watch_ms = now_ms();
+		lanes->watch_bytes = st->have_bytes;
 		return;
-	/* What the main GET already wrote needs no second copy. */
-	if (start < st->have_bytes)
-		start = st->have_bytes;
-	if (start >= end || end > st->total_bytes)
+	}
+	elapsed = now_ms() - lanes->watch_ms;
+	if (elapsed < FETCH_WATCH_MS)
 		return;
-	if (side_start(multi, side, start, end, 0, remaining_ms) != 0)
-		side->active = 0;
+	rate = (st->have_bytes - lanes->watch_bytes) * 1000u / (uint64_t)elapsed;
+	if (rate >= FETCH_SLOW_BYTES_PER_S) {
+		cb_log(CB_LOG_DEBUG, "one connection: the body comes at %llu MB/s",
+		       (unsigned long long)(rate / 1000000u));
+		lanes->decided = 1;
+		return;
+	}
+	/* Not planned yet: asked again at the next turn, over a longer time. */
+	if (!cb_avail_spare(avail, &spare))
+		return;
+	lanes->decided = 1;
+	left = st->total_bytes - st->have_bytes;
+	count = left / FETCH_PART_BYTES;
+	count = count > 1 ? count - 1 : 0; /* the main GET brings the next part */
+	if (count > spare / FETCH_PART_BYTES)
+		count = spare / FETCH_PART_BYTES;
+	if (count > FETCH_LANES_MAX)
+		count = FETCH_LANES_MAX;
+	if (count < 2) {
+		cb_log(CB_LOG_DEBUG,
+		       "the body comes at %llu MB/s; too little is left of it, or too little "
+		       "memory, for parts on more connections",
+		       (unsigned long long)(rate / 1000000u));
+		return;
+	}
+	st->handoff = st->have_bytes + FETCH_PART_BYTES;
+	lanes->next = st->handoff;
+	for (i = 0; i < count; i++) {
+		struct fetch_side *lane = &lanes->lane[i];
+
+		lanes->count = i + 1;
+		lane->buf = malloc(FETCH_PART_BYTES);
+		if (lane->buf == NULL || lane_next(multi, lanes, lane, remaining_ms) != 0)
+			break;
+	}
+	if (i < count) {
+		cb_log(CB_LOG_DEBUG, "cannot fetch parts of the body on more connections");
+		lanes_stop(multi, lanes);
+		return;
+	}
+	cb_log(CB_LOG_INFO,
+	       "the body comes at %llu MB/s on one connection: the rest comes in parts of "
+	       "%u MiB on %u more",
+	       (unsigned long long)(rate / 1000000u), FETCH_PART_BYTES >> 20, (unsigned)count);
+}
+
+/* A lane's GET ended: its part is whole (its next starts once the sink has it), or not. */
+static void lanes_finish(CURLM *multi, struct fetch_lanes *lanes, CURL *easy, CURLcode rc,
+			 int64_t remaining_ms)
+{
+	for (unsigned i = 0; i < lanes->count; i++) {
+		struct fetch_side *lane = &lanes->lane[i];
+
+		if (!lane->active || lane->curl != easy)
+			continue;
+		curl_multi_remove_handle(multi, lane->curl);
+		lane->active = 0;
+		if (rc == CURLE_OK && !lane->failed && lane->body_checked &&
+		    lane->got == lane->end - lane->start) {
+			lane->done = 1;
+			if (lane->given == lane->got &&
+			    lane_next(multi, lanes, lane, remaining_ms) != 0)
+				lanes->failed = CURLE_OUT_OF_MEMORY;
+			return;
+		}
+		cb_log(CB_LOG_INFO, "bytes %llu-%llu on another connection failed (HTTP %ld, %s)",
+		       (unsigned long long)lane->start, (unsigned long long)(lane->end - 1),
+		       lane->status,
+		       lane->failed ? "not the range asked for" : curl_reason(rc, lane->errbuf));
+		lanes->failed = rc != CURLE_OK ? rc : CURLE_PARTIAL_FILE;
+		return;
+	}
+}
+
+/*
+ * After the handoff: the lane whose part the body has reached gives the sink
+ * what it holds, in order, while the sink has room. Returns 0, or -1 with
+ * st->abort set.
+ */
+static int lanes_deliver(CURLM *multi, struct fetch_lanes *lanes, int64_t remaining_ms)
+{
+	struct fetch_state *st = lanes->st;
+
+	for (;;) {
+		struct fetch_side *lane = NULL;
+		size_t n;
+
+		for (unsigned i = 0; i < lanes->count && lane == NULL; i++) {
+			struct fetch_side *l = &lanes->lane[i];
+
+			if ((l->active || l->done) && l->given < l->end - l->start &&
+			    l->start + l->given == st->have_bytes)
+				lane = l;
+		}
+		if (lane == NULL || lane->got == lane->given || !sink_has_room(st))
+			return 0;
+		n = (size_t)(lane->got - lane->given);
+		if (n > FETCH_DELIVER_BYTES)
+			n = FETCH_DELIVER_BYTES;
+		if (deliver(st, lane->buf + lane->given, n) != 0)
+			return -1;
+		lane->given += n;
+		if (lane->done && lane->given == lane->got &&
+		    lane_next(multi, lanes, lane, remaining_ms) != 0) {
+			lanes->failed = CURLE_OUT_OF_MEMORY;
+			return 0;
+		}
+	}
 }
 
 /* The unpacker asked for a range, or stopped: the transfer loop looks at once. */
@@ -1023,21 +1262,23 @@ static void wake_multi(void *ctx)
 
 /*
  * curl_easy_perform for the main GET, with the ranges ahead running beside
- * it on the same multi handle. Returns when the main GET ends; a range still
- * running then is given up.
+ * it on the same multi handle, and the lanes once the body reaches their
+ * parts. Returns when the body is whole or the attempt failed; a range still
+ * running then is given up, and so are the lanes.
  */
 static CURLcode perform_streaming(CURLM *multi, CURL *curl, struct fetch_side *side,
-				  int64_t remaining_ms)
+				  struct fetch_lanes *lanes, char *errbuf, int64_t remaining_ms)
 {
 	struct fetch_state *st = side->st;
 	int64_t started_ms = now_ms();
 	CURLcode main_rc = CURLE_OK;
-	int main_done = 0;
 	int running = 0;
 
 	if (curl_multi_add_handle(multi, curl) != CURLM_OK)
 		return CURLE_OUT_OF_MEMORY;
-	while (!main_done) {
+	for (;;) {
+		int64_t left_ms = remaining_ms - (now_ms() - started_ms);
+		int main_done = 0;
 		CURLMsg *msg;
 		int left;
 
@@ -1053,21 +1294,52 @@ static CURLcode perform_streaming(CURLM *multi, CURL *curl, struct fetch_side *s
 				main_done = 1;
 			} else if (side->active && msg->easy_handle == side->curl) {
 				side_finish(multi, side, msg->data.result);
+			} else {
+				lanes_finish(multi, lanes, msg->easy_handle, msg->data.result,
+					     left_ms);
 			}
 		}
-		if (main_done)
+		if (main_done && st->abort == ABORT_HANDOFF) {
+			/* Not a failure: the main GET stopped where the lanes' parts begin. */
+			curl_multi_remove_handle(multi, curl);
+			st->abort = ABORT_NONE;
+			errbuf[0] = '\0';
+			main_rc = CURLE_OK;
+			lanes->handed_off = 1;
+		} else if (main_done) {
+			break;
+		}
+		if (lanes->handed_off && lanes->failed == CURLE_OK &&
+		    lanes_deliver(multi, lanes, left_ms) != 0) {
+			main_rc = CURLE_WRITE_ERROR;
+			break;
+		}
+		if (lanes->failed != CURLE_OK) {
+			if (lanes->handed_off) {
+				/* What the sink holds stays: the next attempt resumes after it. */
+				snprintf(errbuf, CURL_ERROR_SIZE,
+					 "a part of the body on another connection failed (%s)",
+					 curl_easy_strerror(lanes->failed));
+				main_rc = CURLE_PARTIAL_FILE;
+				break;
+			}
+			/* Before the handoff, the main GET just goes on past it. */
+			lanes_stop(multi, lanes);
+		}
+		if (lanes->handed_off && st->have_bytes == st->total_bytes)
 			break;
 		if (cb_avail_stopped(st->opts->avail)) {
 			st->abort = ABORT_CONSUMER;
 			main_rc = CURLE_WRITE_ERROR;
 			break;
 		}
-		side_next(multi, side, remaining_ms - (now_ms() - started_ms));
+		side_next(multi, side, left_ms);
+		lanes_consider(multi, lanes, left_ms);
 		/* The tail is in (or will not come): the body goes on. */
 		if (st->hold_body && now_ms() - st->hold_since_ms > FETCH_HOLD_BODY_MAX_MS)
 			st->hold_body = 0;
 		/* Held for the tail, or until the unpacker made room: it wakes the poll. */
-		if (st->body_paused && !st->hold_body && sink_has_room(st)) {
+		if (!lanes->handed_off && st->body_paused && !st->hold_body && sink_has_room(st)) {
 			st->body_paused = 0;
 			if (curl_easy_pause(curl, CURLPAUSE_CONT) != CURLE_OK) {
 				main_rc = CURLE_RECV_ERROR;
@@ -1083,6 +1355,7 @@ static CURLcode perform_streaming(CURLM *multi, CURL *curl, struct fetch_side *s
 	curl_multi_remove_handle(multi, curl);
 	if (side->active)
 		side_finish(multi, side, CURLE_ABORTED_BY_CALLBACK);
+	lanes_stop(multi, lanes);
 	st->hold_body = 0;
 	st->body_paused = 0;
 	return main_rc;
@@ -1097,6 +1370,7 @@ enum cb_status cb_fetch_to_sink(const struct cb_fetch_options *opts, struct cb_s
 	CURL *curl = NULL;
 	CURLM *multi = NULL;
 	struct fetch_side *side = NULL;
+	struct fetch_lanes *lanes = NULL;
 	char errbuf[CURL_ERROR_SIZE];
 	char range[48];
 	char prefix[FETCH_URL_TEXT_MAX + 32];
@@ -1167,13 +1441,19 @@ enum cb_status cb_fetch_to_sink(const struct cb_fetch_options *opts, struct cb_s
 		if (st.scheme != FETCH_FILE && sink->write_at != NULL) {
 			multi = curl_multi_init();
 			side = calloc(1, sizeof(*side));
+			lanes = calloc(1, sizeof(*lanes));
 		}
-		if (multi == NULL || side == NULL) {
+		if (multi == NULL || side == NULL || lanes == NULL) {
 			/* Local, or no room for it: the body in order only. */
 			cb_avail_disable(opts->avail);
 		} else {
 			side->st = &st;
 			side->req = req;
+			lanes->st = &st;
+			for (unsigned i = 0; i < FETCH_LANES_MAX; i++) {
+				lanes->lane[i].st = &st;
+				lanes->lane[i].req = req;
+			}
 			cb_avail_set_waker(opts->avail, wake_multi, multi);
 		}
 	}
@@ -1226,8 +1506,8 @@ enum cb_status cb_fetch_to_sink(const struct cb_fetch_options *opts, struct cb_s
 			goto out;
 		}
 
-		if (multi != NULL && side != NULL)
-			rc = perform_streaming(multi, curl, side, remaining_ms);
+		if (multi != NULL && side != NULL && lanes != NULL)
+			rc = perform_streaming(multi, curl, side, lanes, errbuf, remaining_ms);
 		else
 			rc = curl_easy_perform(curl);
 		if (st.status == 0 && st.scheme != FETCH_FILE) {
@@ -1325,6 +1605,15 @@ out:
 			curl_easy_cleanup(side->curl);
 		curl_slist_free_all(side->headers);
 		free(side);
+	}
+	if (lanes != NULL) {
+		for (unsigned i = 0; i < FETCH_LANES_MAX; i++) {
+			if (lanes->lane[i].curl != NULL)
+				curl_easy_cleanup(lanes->lane[i].curl);
+			curl_slist_free_all(lanes->lane[i].headers);
+			free(lanes->lane[i].buf);
+		}
+		free(lanes);
 	}
 	if (multi != NULL)
 		curl_multi_cleanup(multi);

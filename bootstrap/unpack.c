@@ -3315,8 +3315,11 @@ static enum cb_status plan_memory(struct unpack_ctx *ctx, const struct unpack_cd
 	uint64_t fixed, need;
 
 	ctx->buffers_bytes = UNPACK_BUFFERS_BYTES;
-	if (budget == 0)
+	if (budget == 0) {
+		if (ctx->avail != NULL)
+			cb_avail_set_spare(ctx->avail, UINT64_MAX);
 		return CB_OK;
+	}
 	fixed = UNPACK_BASE_BYTES + UNPACK_SLACK_BYTES + cd->entries * UNPACK_ENTRY_BYTES +
 		2 * cd->cd_size_bytes;
 	need = fixed + 2 * UNPACK_WHOLE_MIN_BYTES; /* one worker, at least */
@@ -3331,6 +3334,9 @@ static enum cb_status plan_memory(struct unpack_ctx *ctx, const struct unpack_cd
 				    (unsigned long long)((need + (1u << 20) - 1) >> 20));
 	if (budget - fixed < ctx->buffers_bytes)
 		ctx->buffers_bytes = (size_t)(budget - fixed);
+	/* The rest may hold parts of the download fetched ahead on more connections. */
+	if (ctx->avail != NULL)
+		cb_avail_set_spare(ctx->avail, budget - fixed - ctx->buffers_bytes);
 	return CB_OK;
 }
 
