@@ -193,6 +193,7 @@ struct unpack_ctx {
 	struct rlimit saved_nofile;
 	bool nofile_raised;
 	size_t buffers_bytes; /* what every worker's buffers together may take */
+	uint64_t fixed_bytes; /* the budget's share for all but the buffers (0: no budget) */
 	size_t workers;       /* extraction threads, this one included (make_tree_dirs) */
 };
 
@@ -3315,11 +3316,9 @@ static enum cb_status plan_memory(struct unpack_ctx *ctx, const struct unpack_cd
 	uint64_t fixed, need;
 
 	ctx->buffers_bytes = UNPACK_BUFFERS_BYTES;
-	if (budget == 0) {
-		if (ctx->avail != NULL)
-			cb_avail_set_spare(ctx->avail, UINT64_MAX);
+	ctx->fixed_bytes = 0;
+	if (budget == 0)
 		return CB_OK;
-	}
 	fixed = UNPACK_BASE_BYTES + UNPACK_SLACK_BYTES + cd->entries * UNPACK_ENTRY_BYTES +
 		2 * cd->cd_size_bytes;
 	need = fixed + 2 * UNPACK_WHOLE_MIN_BYTES; /* one worker, at least */
@@ -3334,10 +3333,57 @@ static enum cb_status plan_memory(struct unpack_ctx *ctx, const struct unpack_cd
 				    (unsigned long long)((need + (1u << 20) - 1) >> 20));
 	if (budget - fixed < ctx->buffers_bytes)
 		ctx->buffers_bytes = (size_t)(budget - fixed);
-	/* The rest may hold parts of the download fetched ahead on more connections. */
-	if (ctx->avail != NULL)
-		cb_avail_set_spare(ctx->avail, budget - fixed - ctx->buffers_bytes);
+	ctx->fixed_bytes = fixed;
 	return CB_OK;
+}
+
+/*
+ * Streaming, once the entries are known: the workers' buffers need hold no
+ * more than the largest entry each (rounded up to whole MiB), so when every
+ * entry is smaller than the plan allowed for, the buffers shrink to that and
+ * the rest of the budget is reported spare, for parts of the download
+ * fetched ahead on more connections. No entry changes how it is extracted:
+ * one that was held whole still is (the per-worker limit stays at or above
+ * it), and with a bigger one nothing shrinks.
+ */
+static void report_spare(struct unpack_ctx *ctx)
+{
+	uint64_t budget = ctx->opts->memory_budget_bytes;
+	uint64_t largest = 0, limit, need;
+	size_t cpus = usable_cpus();
+
+	if (ctx->avail == NULL)
+		return;
+	if (budget == 0) {
+		cb_avail_set_spare(ctx->avail, UINT64_MAX);
+		return;
+	}
+	for (size_t i = 0; i < ctx->count; i++) {
+		const struct unpack_entry *e = &ctx->entries[i];
+
+		if (e->kind != UNPACK_FILE)
+			continue;
+		if (e->size_bytes > largest)
+			largest = e->size_bytes;
+		if (e->comp_size_bytes > largest)
+			largest = e->comp_size_bytes;
+	}
+	limit = (largest + UNPACK_WHOLE_MIN_BYTES - 1) / UNPACK_WHOLE_MIN_BYTES *
+		UNPACK_WHOLE_MIN_BYTES;
+	if (limit < UNPACK_WHOLE_MIN_BYTES)
+		limit = UNPACK_WHOLE_MIN_BYTES;
+	if (cpus > UNPACK_WORKERS_MAX)
+		cpus = UNPACK_WORKERS_MAX;
+	need = (uint64_t)cpus * 2 * limit;
+	if (limit <= UNPACK_WHOLE_MAX_BYTES && need < ctx->buffers_bytes) {
+		cb_log(CB_LOG_DEBUG,
+		       "unpack: the largest entry is %llu bytes: %llu KiB of buffers "
+		       "rather than %llu KiB",
+		       (unsigned long long)largest, (unsigned long long)(need / 1024),
+		       (unsigned long long)(ctx->buffers_bytes / 1024));
+		ctx->buffers_bytes = (size_t)need;
+	}
+	cb_avail_set_spare(ctx->avail, budget - ctx->fixed_bytes - ctx->buffers_bytes);
 }
 
 /* Everything that needs no libzip: while libzip opens the archive in its own thread. */
@@ -3466,6 +3512,7 @@ enum cb_status cb_unpack_zip(const struct cb_unpack_options *opts, struct cb_unp
 		st = scan_central(&ctx, &cd);
 	if (st != CB_OK)
 		goto out;
+	report_spare(&ctx);
 	ctx.cd_offset = cd.cd_offset;
 	ctx.file_size = cd.file_size;
 	ctx.by_name = calloc(ctx.count ? ctx.count : 1, sizeof(*ctx.by_name));

@@ -190,6 +190,24 @@ static void never_streaming(void **state)
 	cb_avail_destroy(a);
 }
 
+/* The spare memory is "not planned" until the unpacker says, then what it said, 0 included. */
+static void spare_is_unknown_until_planned(void **state)
+{
+	struct cb_avail *a = cb_avail_new(0);
+	uint64_t spare = 42;
+
+	(void)state;
+	assert_non_null(a);
+	assert_false(cb_avail_spare(a, &spare));
+	cb_avail_set_spare(a, 0);
+	assert_true(cb_avail_spare(a, &spare));
+	assert_int_equal(spare, 0);
+	cb_avail_set_spare(a, UINT64_MAX);
+	assert_true(cb_avail_spare(a, &spare));
+	assert_true(spare == UINT64_MAX);
+	cb_avail_destroy(a);
+}
+
 /* ---- the ring ---- */
 
 #define BLOCK CB_AVAIL_BLOCK_BYTES
@@ -435,6 +453,7 @@ int main(void)
 		cmocka_unit_test(waiters_wake),
 		cmocka_unit_test(waiters_wake_at_their_bytes),
 		cmocka_unit_test(never_streaming),
+		cmocka_unit_test(spare_is_unknown_until_planned),
 		cmocka_unit_test(ring_takes_blocks_while_slots_are_free),
 		cmocka_unit_test(ring_follows_the_body),
 		cmocka_unit_test(rings_side_by_side),

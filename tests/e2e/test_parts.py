@@ -182,6 +182,27 @@ def test_part_failing_before_the_handoff_leaves_the_body_to_one_connection():
           "expected the body, the tail and four parts, saw %r" % seen)
 
 
+def test_small_entries_leave_room_for_parts():
+    # 3,000 files of 10 KiB (random, so the zip is ~30 MB) under a 40 MiB budget: planned for
+    # entries of up to 8 MiB, the workers' buffers would take all the budget leaves; sized to
+    # the largest entry (1 MiB each), they leave room for parts.
+    w = world()
+    src = os.path.join(w.work, "small-src")
+    for i in range(3000):
+        cbtest.write_file(os.path.join(src, "site-packages", "p%02d" % (i % 40), "m%04d.so" % i),
+                          os.urandom(10 << 10))
+    zip_path = cbtest.zip_with_python(src, os.path.join(w.www, "small.zip"))
+    checksum = cbtest.coldboot_hash(zip_path)
+    cache = os.path.join(w.work, "cache-small")
+    proc = cbtest.coldboot("ensure", "-v", "--url", w.static.url("small.zip"), "--checksum",
+                           checksum, "--dir", cache, "--timeout", str(TIMEOUT_S),
+                           "--memory-budget", "40M", timeout=TIMEOUT_S + 30)
+    check_exit(proc, 0)
+    cbtest.check_same_tree(src, os.path.join(cache, "bundles", cbtest.digest_of(checksum)))
+    check("the largest entry is" in proc.stderr, "buffers not sized to the entries: %r" % tail(proc))
+    check(PARTS_LINE in proc.stderr, "no parts: %r" % tail(proc))
+
+
 def test_small_memory_budget_keeps_one_connection():
     # 16 MiB is the least budget: the unpacker takes it all, so no part fits beside it.
     w = world()
