@@ -24,16 +24,17 @@ SLACK_S = 2.0
 class FaultServer:
     """tests/servers/fault_server.py serving --root on 127.0.0.1, in its own process."""
 
-    def __init__(self, root, max_seconds=300.0):
+    def __init__(self, root, max_seconds=300.0, extra_args=()):
         self.root = root
         self.max_seconds = max_seconds
+        self.extra_args = [str(a) for a in extra_args]
         self.proc = None
         self.port = None
 
     def start(self, timeout_s=20.0):
         script = os.path.join(cbtest.REPO, "tests", "servers", "fault_server.py")
         self.proc = subprocess.Popen([sys.executable, script, "--root", self.root,
-                                      "--max-seconds", str(self.max_seconds)],
+                                      "--max-seconds", str(self.max_seconds)] + self.extra_args,
                                      stdout=subprocess.PIPE, stdin=subprocess.DEVNULL)
         ready, _, _ = select.select([self.proc.stdout], [], [], timeout_s)
         line = self.proc.stdout.readline() if ready else b""

@@ -52,7 +52,9 @@ With --tls-self-signed it speaks HTTPS with a fresh self-signed certificate
 
 With --proxy-to PORT every other request is forwarded, headers and all, to
 127.0.0.1:PORT (e.g. a local S3, so signatures are checked upstream), and the
-first response for each path is cut after --proxy-cut N body bytes.
+first response for each path is cut after --proxy-cut N body bytes. With
+--proxy-bytes-per-second N each response's body is sent at about N bytes a
+second, as one S3 GET over a real network.
 
 GET /__requests/<path> answers the requests made so far for <path>, one JSON
 object a line: {"range": ..., "if_match": ..., "status": ..., "nth": ...}, where nth
@@ -275,7 +277,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self._reply(path, faults, body, nth)
 
     def _proxy(self, path):
-        nth = self._count(path)
+        nth = self.nth = self._count(path)
         conn = http.client.HTTPConnection("127.0.0.1", self.server.proxy_to, timeout=30)
         headers = {name: value for name, value in self.headers.items()}
         conn.request("GET", self.path, headers=headers)
@@ -290,10 +292,22 @@ class Handler(http.server.BaseHTTPRequestHandler):
         limit = len(body)
         if nth == 0 and self.server.proxy_cut is not None:
             limit = min(limit, self.server.proxy_cut)
-        self.wfile.write(body[:limit])
         conn.close()
+        self._send_paced(body[:limit], self.server.proxy_bytes_per_second)
         if limit < len(body):
             self._close_now()
+
+    def _send_paced(self, data, bps):
+        """Writes data at about bps bytes a second (in tenths of it, 0.1 s apart), or at once."""
+        if not bps:
+            self.wfile.write(data)
+            return
+        step = max(1, int(bps) // 10)
+        for at in range(0, len(data), step):
+            self.wfile.write(data[at:at + step])
+            self.wfile.flush()
+            if at + step < len(data):
+                time.sleep(0.1)
 
     def _reply(self, path, faults, body, nth):
         size = len(body)
@@ -437,6 +451,7 @@ def main():
     parser.add_argument("--max-seconds", type=float, default=120.0)
     parser.add_argument("--proxy-to", type=int)
     parser.add_argument("--proxy-cut", type=int)
+    parser.add_argument("--proxy-bytes-per-second", type=float, default=0.0)
     parser.add_argument("--tls-self-signed", action="store_true")
     args = parser.parse_args()
 
@@ -449,6 +464,7 @@ def main():
     server.requests = {}
     server.proxy_to = args.proxy_to
     server.proxy_cut = args.proxy_cut
+    server.proxy_bytes_per_second = args.proxy_bytes_per_second
     if args.tls_self_signed:
         with tempfile.TemporaryDirectory() as tmp:
             cert, key = os.path.join(tmp, "cert.pem"), os.path.join(tmp, "key.pem")
