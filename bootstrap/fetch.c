@@ -17,6 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bigbuf.h"
 #include "s3.h"
 
 #define FETCH_DEFAULT_CONNECT_TIMEOUT_MS 10000
@@ -1103,7 +1104,7 @@ static void lanes_stop(CURLM *multi, struct fetch_lanes *lanes)
 			curl_multi_remove_handle(multi, lane->curl);
 		lane->active = 0;
 		lane->done = 0;
-		free(lane->buf);
+		cb_bigbuf_free(lane->buf, FETCH_PART_BYTES);
 		lane->buf = NULL;
 	}
 	lanes->count = 0;
@@ -1175,7 +1176,7 @@ static void lanes_consider(CURLM *multi, struct fetch_lanes *lanes, int64_t rema
 		struct fetch_side *lane = &lanes->lane[i];
 
 		lanes->count = i + 1;
-		lane->buf = malloc(FETCH_PART_BYTES);
+		lane->buf = cb_bigbuf_alloc(FETCH_PART_BYTES);
 		if (lane->buf == NULL || lane_next(multi, lanes, lane, remaining_ms) != 0)
 			break;
 	}

@@ -57,6 +57,7 @@
 
 #include <zip.h>
 
+#include "bigbuf.h"
 #include "inflate.h"
 #include "slice_writer.h"
 
@@ -179,12 +180,13 @@ struct unpack_ctx {
 	uint64_t cd_offset;     /* absolute */
 	uint64_t file_size;     /* the whole archive's */
 	zip_t *za;
-	unsigned char *cd_buf;
+	unsigned char *cd_buf; /* cd_buf_bytes, from cb_bigbuf_alloc as entries and names */
 	struct unpack_entry *entries;
 	size_t count;
 	struct unpack_entry **by_name; /* sorted by name, for lookups */
 	char *names;                   /* arena for every entry's name */
-	unsigned char *buf;            /* UNPACK_BUF_BYTES, reused for every entry */
+	size_t cd_buf_bytes, entries_bytes, names_bytes;
+	unsigned char *buf; /* UNPACK_BUF_BYTES, reused for every entry */
 	mode_t umask_bits;
 	uint64_t total_bytes;    /* declared by every file and symlink */
 	struct unpack_dir *dirs; /* by id; [0] stands for dest_fd */
@@ -591,8 +593,10 @@ static enum cb_status scan_central(struct unpack_ctx *ctx, const struct unpack_c
 	enum cb_status st;
 
 	ctx->count = (size_t)cd->entries;
-	ctx->cd_buf = malloc(cd_len ? cd_len : 1);
-	ctx->entries = calloc(ctx->count ? ctx->count : 1, sizeof(*ctx->entries));
+	ctx->cd_buf_bytes = cd_len;
+	ctx->cd_buf = cb_bigbuf_alloc(cd_len);
+	ctx->entries_bytes = ctx->count * sizeof(*ctx->entries);
+	ctx->entries = cb_bigbuf_alloc(ctx->entries_bytes);
 	if (ctx->cd_buf == NULL || ctx->entries == NULL)
 		return nomem(ctx);
 	st = pread_exact(ctx, ctx->cd_buf, cd_len, cd->cd_offset, "central directory");
@@ -648,7 +652,8 @@ static enum cb_status scan_central(struct unpack_ctx *ctx, const struct unpack_c
 		return cb_error_set(ctx->err, CB_E_ZIP, 0,
 				    "zip: %zu stray bytes after the last central directory record",
 				    cd_len - p);
-	ctx->names = malloc(name_bytes ? name_bytes : 1);
+	ctx->names_bytes = name_bytes;
+	ctx->names = cb_bigbuf_alloc(name_bytes);
 	if (ctx->names == NULL)
 		return nomem(ctx);
 	return CB_OK;
@@ -2802,8 +2807,8 @@ static enum cb_status worker_init(struct unpack_worker *w, struct unpack_job *jo
 	cb_error_init(&w->err);
 	w->inf = cb_inflate_new();
 	/* Untouched pages cost no memory: an entry only ever touches what it needs. */
-	w->in = malloc(job->limit_bytes);
-	w->out = malloc(job->limit_bytes);
+	w->in = cb_bigbuf_alloc(job->limit_bytes);
+	w->out = cb_bigbuf_alloc(job->limit_bytes);
 	if (w->inf == NULL || w->in == NULL || w->out == NULL)
 		return CB_E_NOMEM;
 	return CB_OK;
@@ -2815,8 +2820,8 @@ static void worker_clean_up(struct unpack_worker *w)
 		close(w->dir_cache.fd);
 	w->dir_cache.fd = -1;
 	cb_inflate_destroy(w->inf);
-	free(w->in);
-	free(w->out);
+	cb_bigbuf_free(w->in, w->job->limit_bytes);
+	cb_bigbuf_free(w->out, w->job->limit_bytes);
 	w->inf = NULL;
 	w->in = w->out = NULL;
 }
@@ -3338,26 +3343,21 @@ static enum cb_status plan_memory(struct unpack_ctx *ctx, const struct unpack_cd
 }
 
 /*
- * Streaming, once the entries are known: the workers' buffers need hold no
- * more than the largest entry each (rounded up to whole MiB), so when every
- * entry is smaller than the plan allowed for, the buffers shrink to that and
+ * Once the entries are known: the workers' buffers need hold no more than
+ * the largest entry each (rounded up to whole MiB), so when every entry is
+ * smaller than the plan allowed for, the buffers shrink to that. Streaming,
  * the rest of the budget is reported spare, for parts of the download
  * fetched ahead on more connections. No entry changes how it is extracted:
  * one that was held whole still is (the per-worker limit stays at or above
- * it), and with a bigger one nothing shrinks.
+ * it), and with a bigger one nothing shrinks. Smaller buffers also mean
+ * fewer huge pages touched for a few small entries (bigbuf.h).
  */
-static void report_spare(struct unpack_ctx *ctx)
+static void fit_buffers(struct unpack_ctx *ctx)
 {
 	uint64_t budget = ctx->opts->memory_budget_bytes;
 	uint64_t largest = 0, limit, need;
 	size_t cpus = usable_cpus();
 
-	if (ctx->avail == NULL)
-		return;
-	if (budget == 0) {
-		cb_avail_set_spare(ctx->avail, UINT64_MAX);
-		return;
-	}
 	for (size_t i = 0; i < ctx->count; i++) {
 		const struct unpack_entry *e = &ctx->entries[i];
 
@@ -3383,7 +3383,10 @@ static void report_spare(struct unpack_ctx *ctx)
 		       (unsigned long long)(ctx->buffers_bytes / 1024));
 		ctx->buffers_bytes = (size_t)need;
 	}
-	cb_avail_set_spare(ctx->avail, budget - ctx->fixed_bytes - ctx->buffers_bytes);
+	if (ctx->avail == NULL)
+		return;
+	cb_avail_set_spare(ctx->avail, budget == 0 ? UINT64_MAX :
+						     budget - ctx->fixed_bytes - ctx->buffers_bytes);
 }
 
 /* Everything that needs no libzip: while libzip opens the archive in its own thread. */
@@ -3512,7 +3515,7 @@ enum cb_status cb_unpack_zip(const struct cb_unpack_options *opts, struct cb_unp
 		st = scan_central(&ctx, &cd);
 	if (st != CB_OK)
 		goto out;
-	report_spare(&ctx);
+	fit_buffers(&ctx);
 	ctx.cd_offset = cd.cd_offset;
 	ctx.file_size = cd.file_size;
 	ctx.by_name = calloc(ctx.count ? ctx.count : 1, sizeof(*ctx.by_name));
@@ -3556,11 +3559,11 @@ out:
 	if (ctx.entries != NULL)
 		for (size_t i = 0; i < ctx.count; i++)
 			free(ctx.entries[i].link_target);
-	free(ctx.entries);
+	cb_bigbuf_free(ctx.entries, ctx.entries_bytes);
 	free(ctx.by_name);
 	free(ctx.dirs);
-	free(ctx.names);
-	free(ctx.cd_buf);
+	cb_bigbuf_free(ctx.names, ctx.names_bytes);
+	cb_bigbuf_free(ctx.cd_buf, ctx.cd_buf_bytes);
 	free(ctx.buf);
 	return st;
 }
