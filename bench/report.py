@@ -464,6 +464,17 @@ def cpu_bound_text(res):
                 cores, "; ".join(parts)))
 
 
+def paced_verdict(cp, dp, fl):
+    """What a cold start from the paced server shows, from its median and its two baselines."""
+    if cp < 0.9 * dp:
+        return ("faster than one connection's download: the rest of the body comes in parts on "
+                "more connections, and entries inflate as their bytes arrive, so the limit there "
+                "is %s" % ("the extraction" if fl > 0.5 * dp else "the parts' connections"))
+    if cp < 0.8 * (dp + fl):
+        return "entries inflate as their bytes arrive, so the download is the limit there"
+    return "they do not overlap"
+
+
 def limits_text(res, p, phase, gm):
     """What limit the cold path sits against now, from this run's numbers."""
     lines = ["**What limits the cold path now, and what would move it** (from the numbers above):",
@@ -494,8 +505,7 @@ def limits_text(res, p, phase, gm):
                      "Lambda): cold start %s vs download alone %s and extraction %s, sum %s: the cold "
                      "start is %.2fx the download, %.2fx the sum; %s." % (
                          fmt_s(cp), fmt_s(dp), fmt_s(fl), fmt_s(dp + fl), cp / dp, cp / (dp + fl),
-                         "entries inflate as their bytes arrive, so the download is the limit there"
-                         if cp < 0.8 * (dp + fl) else "they do not overlap"))
+                         paced_verdict(cp, dp, fl)))
     if sh and sh.get("total_ms"):
         share = sh.get("unpack_ms", 0) / sh["total_ms"]
         lines.append("- The unpack phase is %.0f %% of the cold path and the fetch phase %.0f %%: "
