@@ -33,7 +33,8 @@ static int api_request(const char *method, const char *path, const char *body, c
 	size_t got = 0;
 	int fd, n;
 
-	if (api == NULL || (colon = strrchr(api, ':')) == NULL || (size_t)(colon - api) >= sizeof(host))
+	if (api == NULL || (colon = strrchr(api, ':')) == NULL ||
+	    (size_t)(colon - api) >= sizeof(host))
 		return -1;
 	memcpy(host, api, (size_t)(colon - api));
 	host[colon - api] = '\0';
@@ -107,7 +108,8 @@ int main(void)
 		if (api_request("GET", "/2018-06-01/runtime/invocation/next", NULL, resp,
 				sizeof(resp)) != 0)
 			return 1;
-		if (header(resp, "Lambda-Runtime-Aws-Request-Id", request_id, sizeof(request_id)) != 0)
+		if (header(resp, "Lambda-Runtime-Aws-Request-Id", request_id, sizeof(request_id)) !=
+		    0)
 			return 1;
 		event = strstr(resp, "\r\n\r\n");
 		event = event != NULL ? event + 4 : "null";
@@ -116,7 +118,8 @@ int main(void)
 			 "{\"handler\":\"%s\",\"bundle\":\"%s\",\"language\":\"c\",\"event\":%s}",
 			 handler != NULL ? handler : "", bundle != NULL ? bundle : "",
 			 event[0] != '\0' ? event : "null");
-		snprintf(path, sizeof(path), "/2018-06-01/runtime/invocation/%s/response", request_id);
+		snprintf(path, sizeof(path), "/2018-06-01/runtime/invocation/%s/response",
+			 request_id);
 		if (api_request("POST", path, body, resp, sizeof(resp)) != 0)
 			return 1;
 	}
