@@ -1,4 +1,4 @@
-/* Downloads a URL into a sink with libcurl. The only user of curl/curl.h. */
+/* Downloads a URL into a sink with libcurl (fetch.c, fetch_ahead.c: the only users of curl/curl.h). */
 #ifndef CB_FETCH_H
 #define CB_FETCH_H
 
