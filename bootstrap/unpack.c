@@ -22,7 +22,7 @@
  *      kept open in a table, when the descriptor limit allows);
  *   5. regular files, by one worker thread per CPU (this one included): the
  *      raw bytes read with pread at the data offset the local header gave,
- *      inflated by libdeflate into a reused buffer (zlib, a chunk at a
+ *      inflated by libdeflate into a reused buffer (ISA-L, a slice at a
  *      time, for entries bigger than a thread's buffers, which go first),
  *      the size and CRC checked from those bytes, each file created with
  *      O_EXCL and O_NOFOLLOW under its directory's fd, with its mode, and
@@ -30,76 +30,38 @@
  *      libzip in this thread, before the workers start;
  *   6. symlinks last, so no entry is ever written through one.
  *
- * docs/security.md ("What the extractor enforces, and why") lists the rules.
+ * Passes 4 and 5 are unpack_dirs.c's and unpack_files.c's; unpack_int.h is
+ * what the three share. docs/security.md ("What the extractor enforces, and
+ * why") lists the rules.
  */
-#define _GNU_SOURCE /* sched_getaffinity, CPU_COUNT */
-
-#include "unpack.h"
+#include "unpack_int.h"
 
 #include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <linux/falloc.h>
 #include <malloc.h>
 #include <pthread.h>
-#include <sched.h>
 #include <stdarg.h>
-#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/types.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <zip.h>
 
 #include "bigbuf.h"
-#include "inflate.h"
-#include "slice_writer.h"
 
-#define UNPACK_BUF_BYTES (256u * 1024u)
-#define UNPACK_NAME_MAX 255u        /* bytes in one path component */
-#define UNPACK_PATH_MAX 4095u       /* bytes in a whole name or symlink target */
-#define UNPACK_DEPTH_MAX 256u       /* path components; each open level holds a fd */
-#define UNPACK_SYMLINK_HOPS_MAX 40u /* as the kernel's MAXSYMLINKS */
-#define UNPACK_CD_MAX_BYTES (256ull * 1024u * 1024u)
-#define UNPACK_SHOWN_NAME_MAX 200u /* a name as quoted in a message */
-#define UNPACK_WORKERS_MAX 8u
-#define UNPACK_FILES_PER_WORKER_MIN 16u
-#define UNPACK_CHUNK_FILES 16u                      /* files a worker takes at a time */
-#define UNPACK_BUFFERS_BYTES (32u * 1024u * 1024u)  /* every worker's two buffers, at most */
-#define UNPACK_WHOLE_MAX_BYTES (8u * 1024u * 1024u) /* an entry held whole, at most */
-#define UNPACK_WHOLE_MIN_BYTES (1024u * 1024u)      /* at least the streaming chunks */
-#define UNPACK_STREAM_IN_BYTES (256u * 1024u)       /* a streamed entry: read at a time */
-#define UNPACK_STREAM_OUT_BYTES (1024u * 1024u)     /* a streamed entry: written at a time */
-/*
- * The memory budget's accounts, measured on this build (massif, RSS): the
- * helper's libraries and their state before the extractor allocates
- * anything; what each entry of the central directory costs us and libzip
- * (our table ~150 bytes, libzip's view ~270, while both are held), plus two
- * copies of the directory's bytes (ours, and the names); and what else the
- * extraction touches (thread stacks, inflate states, allocator slack).
- */
-#define UNPACK_BASE_BYTES (12u * 1024u * 1024u)
-#define UNPACK_ENTRY_BYTES 448u
-#define UNPACK_SLACK_BYTES (1u * 1024u * 1024u)
-#define UNPACK_FD_RESERVE 64u         /* descriptors left to others besides the directory table */
-#define UNPACK_FD_TABLE_MAX 65536u    /* cb_unpack_reserve_fds */
-#define UNPACK_PARALLEL_DIRS_MIN 256u /* fewer directories: make_dirs in one thread */
-_Static_assert(UNPACK_STREAM_IN_BYTES <= UNPACK_WHOLE_MIN_BYTES &&
-		       UNPACK_STREAM_OUT_BYTES <= UNPACK_WHOLE_MIN_BYTES,
-	       "a streamed chunk fits a worker's buffers");
+_Static_assert(UNPACK_METHOD_STORE == ZIP_CM_STORE && UNPACK_METHOD_DEFLATE == ZIP_CM_DEFLATE,
+	       "zip's method numbers");
 
 #define ZIP_EOCD_BYTES 22u
 #define ZIP_EOCD_COMMENT_MAX 65535u
 #define ZIP64_LOCATOR_BYTES 20u
 #define ZIP64_EOCD_BYTES 56u
 #define ZIP_CDR_BYTES 46u
-#define ZIP_LFH_BYTES 30u
 #define ZIP_FLAG_ENCRYPTED 0x0001u
 #define ZIP_MADE_BY_UNIX 3u
 #define UNPACK_ENTRIES_MAX 1000000u
@@ -115,89 +77,6 @@ _Static_assert(UNPACK_STREAM_IN_BYTES <= UNPACK_WHOLE_MIN_BYTES &&
 #define ZIP_UNIX_IFREG 0100000u
 #define ZIP_UNIX_IFLNK 0120000u
 #define ZIP_UNIX_IFSOCK 0140000u
-
-enum unpack_kind {
-	UNPACK_NONE = -1, /* lookups: nothing at that path */
-	UNPACK_FILE,
-	UNPACK_DIR,
-	UNPACK_SYMLINK,
-};
-
-struct unpack_entry {
-	char *name; /* NUL-terminated, without a directory's trailing '/' */
-	size_t name_len;
-	const unsigned char *raw_name; /* as stored in the central directory */
-	size_t raw_name_len;
-	uint64_t index;      /* position in the central directory, libzip's index */
-	uint64_t size_bytes; /* declared uncompressed size */
-	uint64_t comp_size_bytes;
-	uint64_t local_offset; /* of the local header, absolute in the file */
-	uint64_t data_offset;  /* of the compressed data, absolute in the file */
-	uint64_t data_end;     /* local header + name + extra + compressed data */
-	uint32_t crc;
-	uint16_t method;
-	uint16_t flags;
-	uint8_t made_by_os;
-	uint32_t external_attr;
-	enum unpack_kind kind;
-	mode_t mode;       /* what the file gets: 0644 or 0755 */
-	char *link_target; /* symlinks: NUL-terminated, owned */
-	uint32_t dir_id;   /* files and symlinks: the directory they go in */
-	/* Streaming (opts->avail): the entry after it in the file, and where it starts. */
-	const struct unpack_entry *next;
-	uint64_t next_offset; /* its local header, or the central directory's start */
-	bool header_checked;
-};
-
-/* A directory to create, named by an entry or implied by a deeper name. */
-struct unpack_dir {
-	uint32_t parent;  /* id; 0 is dest_fd */
-	const char *comp; /* its last component, inside an entry's name */
-	size_t comp_len;
-	const struct unpack_entry *e; /* named in messages */
-};
-
-/* A thread's last directory, when there is no table of them. */
-struct unpack_dir_cache {
-	uint32_t id;
-	int fd;
-};
-
-/* What our own scan of the end records found. */
-struct unpack_cd {
-	uint64_t file_size;
-	uint64_t prefix_bytes; /* bytes before the archive proper, when offsets ignore them */
-	uint64_t cd_offset;    /* absolute */
-	uint64_t cd_size_bytes;
-	uint64_t entries;
-};
-
-struct unpack_ctx {
-	const struct cb_unpack_options *opts;
-	struct cb_unpack_result *res;
-	struct cb_error *err;
-	struct cb_avail *avail; /* opts->avail: NULL when the zip is complete */
-	uint64_t cd_offset;     /* absolute */
-	uint64_t file_size;     /* the whole archive's */
-	zip_t *za;
-	unsigned char *cd_buf; /* cd_buf_bytes, from cb_bigbuf_alloc as entries and names */
-	struct unpack_entry *entries;
-	size_t count;
-	struct unpack_entry **by_name; /* sorted by name, for lookups */
-	char *names;                   /* arena for every entry's name */
-	size_t cd_buf_bytes, entries_bytes, names_bytes;
-	unsigned char *buf; /* UNPACK_BUF_BYTES, reused for every entry */
-	mode_t umask_bits;
-	uint64_t total_bytes;    /* declared by every file and symlink */
-	struct unpack_dir *dirs; /* by id; [0] stands for dest_fd */
-	size_t ndirs, dirs_cap;
-	int *dir_fds; /* by id, every directory kept open; NULL without room for it */
-	struct rlimit saved_nofile;
-	bool nofile_raised;
-	size_t buffers_bytes; /* what every worker's buffers together may take */
-	uint64_t fixed_bytes; /* the budget's share for all but the buffers (0: no budget) */
-	size_t workers;       /* extraction threads, this one included (make_tree_dirs) */
-};
 
 /* ---- small helpers ---- */
 
@@ -221,7 +100,7 @@ static uint64_t rd64(const unsigned char *p)
  * Quotes a name for a message on one line: printable ASCII as is, anything
  * else (and '"' and '\\') as \xNN, cut with "..." when long.
  */
-static const char *show_name(const unsigned char *name, size_t len, char *out, size_t out_size)
+const char *unpack_show_name(const unsigned char *name, size_t len, char *out, size_t out_size)
 {
 	static const char hex[] = "0123456789abcdef";
 	size_t o = 0;
@@ -263,7 +142,7 @@ static enum cb_status entry_verror(struct cb_error *err, enum cb_status code, in
 	char rule[CB_ERROR_MESSAGE_MAX];
 
 	vsnprintf(rule, sizeof(rule), fmt, ap);
-	show_name(name, len, shown, sizeof(shown));
+	unpack_show_name(name, len, shown, sizeof(shown));
 	return cb_error_set(err, code, saved, "entry \"%s\": %s", shown, rule);
 }
 
@@ -280,23 +159,18 @@ static enum cb_status refuse(struct unpack_ctx *ctx, const unsigned char *name, 
 	return st;
 }
 
-static enum cb_status refuse_entry(struct unpack_ctx *ctx, const struct unpack_entry *e,
+enum cb_status unpack_refuse_entry(struct unpack_ctx *ctx, const struct unpack_entry *e,
 				   const char *rule)
 {
 	return refuse(ctx, e->raw_name, e->raw_name_len, "%s", rule);
 }
 
-static const char *dest_shown(const struct unpack_ctx *ctx)
+const char *unpack_dest_shown(const struct unpack_ctx *ctx)
 {
 	return ctx->opts->dest_path != NULL ? ctx->opts->dest_path : "the destination";
 }
 
-/* `entry "<name>": ...` into err, from any thread. */
-static enum cb_status entry_error_to(struct cb_error *err, enum cb_status code, int saved,
-				     const struct unpack_entry *e, const char *fmt, ...)
-	__attribute__((format(printf, 5, 6)));
-
-static enum cb_status entry_error_to(struct cb_error *err, enum cb_status code, int saved,
+enum cb_status unpack_entry_error_to(struct cb_error *err, enum cb_status code, int saved,
 				     const struct unpack_entry *e, const char *fmt, ...)
 {
 	va_list ap;
@@ -309,29 +183,30 @@ static enum cb_status entry_error_to(struct cb_error *err, enum cb_status code, 
 }
 
 /* A failed system call while writing an entry: space, memory or I/O. */
-static enum cb_status sys_fail_to(struct cb_error *err, const char *dest,
+enum cb_status unpack_sys_fail_to(struct cb_error *err, const char *dest,
 				  const struct unpack_entry *e, int saved, const char *what)
 {
 	enum cb_status code = CB_E_IO;
 
 	if (saved == EEXIST)
-		return entry_error_to(err, CB_E_IO, saved, e,
-				      "already exists in %s (the destination must be empty)", dest);
+		return unpack_entry_error_to(err, CB_E_IO, saved, e,
+					     "already exists in %s (the destination must be empty)",
+					     dest);
 	if (saved == ENOSPC || saved == EDQUOT)
 		code = CB_E_SPACE;
 	else if (saved == ENOMEM)
 		code = CB_E_NOMEM;
-	return entry_error_to(err, code, saved, e, "cannot %s in %s: %s", what, dest,
-			      strerror(saved));
+	return unpack_entry_error_to(err, code, saved, e, "cannot %s in %s: %s", what, dest,
+				     strerror(saved));
 }
 
 static enum cb_status sys_fail(struct unpack_ctx *ctx, const struct unpack_entry *e, int saved,
 			       const char *what)
 {
-	return sys_fail_to(ctx->err, dest_shown(ctx), e, saved, what);
+	return unpack_sys_fail_to(ctx->err, unpack_dest_shown(ctx), e, saved, what);
 }
 
-static enum cb_status nomem(struct unpack_ctx *ctx)
+enum cb_status unpack_nomem(struct unpack_ctx *ctx)
 {
 	return cb_error_set(ctx->err, CB_E_NOMEM, ENOMEM, "unpack: out of memory");
 }
@@ -598,7 +473,7 @@ static enum cb_status scan_central(struct unpack_ctx *ctx, const struct unpack_c
 	ctx->entries_bytes = ctx->count * sizeof(*ctx->entries);
 	ctx->entries = cb_bigbuf_alloc(ctx->entries_bytes);
 	if (ctx->cd_buf == NULL || ctx->entries == NULL)
-		return nomem(ctx);
+		return unpack_nomem(ctx);
 	st = pread_exact(ctx, ctx->cd_buf, cd_len, cd->cd_offset, "central directory");
 	if (st != CB_OK)
 		return st;
@@ -655,7 +530,7 @@ static enum cb_status scan_central(struct unpack_ctx *ctx, const struct unpack_c
 	ctx->names_bytes = name_bytes;
 	ctx->names = cb_bigbuf_alloc(name_bytes);
 	if (ctx->names == NULL)
-		return nomem(ctx);
+		return unpack_nomem(ctx);
 	return CB_OK;
 }
 
@@ -799,13 +674,14 @@ static enum cb_status check_agrees(struct unpack_ctx *ctx, const struct unpack_e
 			      zip_strerror(ctx->za));
 	if ((e->flags & ZIP_FLAG_ENCRYPTED) != 0 ||
 	    ((zs.valid & ZIP_STAT_ENCRYPTION_METHOD) && zs.encryption_method != ZIP_EM_NONE))
-		return refuse_entry(ctx, e, "encrypted entries are not supported");
+		return unpack_refuse_entry(ctx, e, "encrypted entries are not supported");
 	if (!(zs.valid & ZIP_STAT_SIZE) || !(zs.valid & ZIP_STAT_COMP_SIZE) ||
 	    !(zs.valid & ZIP_STAT_CRC) || !(zs.valid & ZIP_STAT_COMP_METHOD) ||
 	    zs.size != e->size_bytes || zs.comp_size != e->comp_size_bytes || zs.crc != e->crc ||
 	    zs.comp_method != e->method)
-		return refuse_entry(ctx, e,
-				    "libzip reads different sizes, CRC or method than the central directory");
+		return unpack_refuse_entry(
+			ctx, e,
+			"libzip reads different sizes, CRC or method than the central directory");
 	if (!zip_compression_method_supported((zip_int32_t)e->method, 0))
 		return refuse(ctx, e->raw_name, e->raw_name_len,
 			      "unsupported compression method %u", (unsigned int)e->method);
@@ -822,13 +698,13 @@ static enum cb_status check_name(struct unpack_ctx *ctx, struct unpack_entry *e,
 	size_t len = e->raw_name_len, start = 0, components = 0;
 
 	if (len == 0)
-		return refuse_entry(ctx, e, "empty name");
+		return unpack_refuse_entry(ctx, e, "empty name");
 	if (memchr(n, '\0', len) != NULL)
-		return refuse_entry(ctx, e, "name contains a NUL byte");
+		return unpack_refuse_entry(ctx, e, "name contains a NUL byte");
 	if (memchr(n, '\\', len) != NULL)
-		return refuse_entry(ctx, e, "name contains a backslash");
+		return unpack_refuse_entry(ctx, e, "name contains a backslash");
 	if (n[0] == '/')
-		return refuse_entry(ctx, e, "absolute name");
+		return unpack_refuse_entry(ctx, e, "absolute name");
 	if (len > UNPACK_PATH_MAX)
 		return refuse(ctx, n, len, "name longer than %u bytes", UNPACK_PATH_MAX);
 	*dir_name = n[len - 1] == '/';
@@ -840,11 +716,11 @@ static enum cb_status check_name(struct unpack_ctx *ctx, struct unpack_entry *e,
 		size_t clen = end - start;
 
 		if (clen == 0)
-			return refuse_entry(ctx, e, "empty path component (\"//\")");
+			return unpack_refuse_entry(ctx, e, "empty path component (\"//\")");
 		if (clen == 1 && n[start] == '.')
-			return refuse_entry(ctx, e, "\".\" path component");
+			return unpack_refuse_entry(ctx, e, "\".\" path component");
 		if (clen == 2 && n[start] == '.' && n[start + 1] == '.')
-			return refuse_entry(ctx, e, "name escapes the bundle (\"..\")");
+			return unpack_refuse_entry(ctx, e, "name escapes the bundle (\"..\")");
 		if (clen > UNPACK_NAME_MAX)
 			return refuse(ctx, n, e->raw_name_len,
 				      "path component longer than %u bytes", UNPACK_NAME_MAX);
@@ -853,8 +729,9 @@ static enum cb_status check_name(struct unpack_ctx *ctx, struct unpack_entry *e,
 				      UNPACK_DEPTH_MAX);
 		if (start == 0 && clen == sizeof(CB_MARKER_NAME) - 1 &&
 		    memcmp(n, CB_MARKER_NAME, clen) == 0)
-			return refuse_entry(ctx, e,
-					    "name collides with the marker \"" CB_MARKER_NAME "\"");
+			return unpack_refuse_entry(ctx, e,
+						   "name collides with the marker \"" CB_MARKER_NAME
+						   "\"");
 		start = end + 1;
 	}
 	e->name = *arena;
@@ -881,23 +758,23 @@ static enum cb_status check_kind(struct unpack_ctx *ctx, struct unpack_entry *e,
 			break;
 		case ZIP_UNIX_IFREG:
 			if (dir_name)
-				return refuse_entry(ctx, e,
-						    "name ends in \"/\" but its mode is a regular file");
+				return unpack_refuse_entry(ctx, e,
+							   "name ends in \"/\" but its mode is a regular file");
 			break;
 		case ZIP_UNIX_IFLNK:
 			if (dir_name)
-				return refuse_entry(ctx, e,
-						    "name ends in \"/\" but its mode is a symlink");
+				return unpack_refuse_entry(ctx, e,
+							   "name ends in \"/\" but its mode is a symlink");
 			e->kind = UNPACK_SYMLINK;
 			break;
 		case ZIP_UNIX_IFCHR:
-			return refuse_entry(ctx, e, "character device entries are refused");
+			return unpack_refuse_entry(ctx, e, "character device entries are refused");
 		case ZIP_UNIX_IFBLK:
-			return refuse_entry(ctx, e, "block device entries are refused");
+			return unpack_refuse_entry(ctx, e, "block device entries are refused");
 		case ZIP_UNIX_IFIFO:
-			return refuse_entry(ctx, e, "FIFO entries are refused");
+			return unpack_refuse_entry(ctx, e, "FIFO entries are refused");
 		case ZIP_UNIX_IFSOCK:
-			return refuse_entry(ctx, e, "socket entries are refused");
+			return unpack_refuse_entry(ctx, e, "socket entries are refused");
 		default:
 			return refuse(ctx, e->raw_name, e->raw_name_len,
 				      "unknown file type in mode 0%o", (unsigned int)unix_mode);
@@ -909,12 +786,13 @@ static enum cb_status check_kind(struct unpack_ctx *ctx, struct unpack_entry *e,
 	switch (e->kind) {
 	case UNPACK_DIR:
 		e->mode = 0755;
-		if (e->size_bytes != 0 || (e->method == ZIP_CM_STORE && e->comp_size_bytes != 0))
-			return refuse_entry(ctx, e, "directory entry carries data");
+		if (e->size_bytes != 0 ||
+		    (e->method == UNPACK_METHOD_STORE && e->comp_size_bytes != 0))
+			return unpack_refuse_entry(ctx, e, "directory entry carries data");
 		break;
 	case UNPACK_SYMLINK:
 		if (e->size_bytes == 0)
-			return refuse_entry(ctx, e, "symlink with an empty target");
+			return unpack_refuse_entry(ctx, e, "symlink with an empty target");
 		if (e->size_bytes > UNPACK_PATH_MAX)
 			return refuse(ctx, e->raw_name, e->raw_name_len,
 				      "symlink target longer than %u bytes", UNPACK_PATH_MAX);
@@ -934,18 +812,19 @@ static enum cb_status check_local_header(struct cb_error *err, struct unpack_ent
 	uint64_t data_start;
 
 	if (memcmp(h, "PK\x03\x04", 4) != 0)
-		return entry_error_to(err, CB_E_ZIP, 0, e, "no local header at its offset");
+		return unpack_entry_error_to(err, CB_E_ZIP, 0, e, "no local header at its offset");
 	if (rd16(h + 8) != e->method || ((rd16(h + 6) ^ e->flags) & ZIP_FLAG_ENCRYPTED) != 0)
-		return entry_error_to(err, CB_E_ZIP, 0, e,
-				      "local header and central directory disagree on method or encryption");
+		return unpack_entry_error_to(
+			err, CB_E_ZIP, 0, e,
+			"local header and central directory disagree on method or encryption");
 	if (rd16(h + 26) != e->raw_name_len ||
 	    memcmp(h + ZIP_LFH_BYTES, e->raw_name, e->raw_name_len) != 0)
-		return entry_error_to(err, CB_E_ZIP, 0, e,
-				      "local header and central directory disagree on the name");
+		return unpack_entry_error_to(err, CB_E_ZIP, 0, e,
+					     "local header and central directory disagree on the name");
 	data_start = e->local_offset + want + rd16(h + 28);
 	if (data_start > cd_offset || cd_offset - data_start < e->comp_size_bytes)
-		return entry_error_to(err, CB_E_ZIP, 0, e,
-				      "data runs into the central directory (truncated archive?)");
+		return unpack_entry_error_to(err, CB_E_ZIP, 0, e,
+					     "data runs into the central directory (truncated archive?)");
 	e->data_offset = data_start;
 	e->data_end = data_start + e->comp_size_bytes;
 	return CB_OK;
@@ -1002,7 +881,7 @@ static enum cb_status check_header_inside(struct unpack_ctx *ctx, const struct u
 	size_t want = ZIP_LFH_BYTES + e->raw_name_len;
 
 	if (e->local_offset > cd->cd_offset || cd->cd_offset - e->local_offset < want)
-		return refuse_entry(ctx, e, "local header lies outside the archive's data");
+		return unpack_refuse_entry(ctx, e, "local header lies outside the archive's data");
 	return CB_OK;
 }
 
@@ -1015,7 +894,7 @@ static enum cb_status check_not_shared(struct unpack_ctx *ctx, const struct unpa
 	if (a->local_offset == b->local_offset)
 		return refuse(ctx, b->raw_name, b->raw_name_len,
 			      "shares its local header with entry \"%s\"",
-			      show_name(a->raw_name, a->raw_name_len, shown, sizeof(shown)));
+			      unpack_show_name(a->raw_name, a->raw_name_len, shown, sizeof(shown)));
 	return CB_OK;
 }
 
@@ -1075,7 +954,8 @@ static enum cb_status check_overlaps(struct unpack_ctx *ctx)
 		if (a->data_end > b->local_offset)
 			return refuse(ctx, b->raw_name, b->raw_name_len,
 				      "overlaps the data of entry \"%s\"",
-				      show_name(a->raw_name, a->raw_name_len, shown, sizeof(shown)));
+				      unpack_show_name(a->raw_name, a->raw_name_len, shown,
+						       sizeof(shown)));
 	}
 	return CB_OK;
 }
@@ -1084,7 +964,7 @@ static enum cb_status check_overlaps(struct unpack_ctx *ctx)
  * Streaming: what the central directory alone says of the local headers (by
  * the same rules as check_local_headers and check_overlaps), and, for each
  * entry, where the next one starts: its local header is checked against that
- * once its bytes arrive (check_header_now). by_name is borrowed, as there.
+ * once its bytes arrive (unpack_check_header_now). by_name is borrowed, as there.
  */
 static enum cb_status plan_offsets(struct unpack_ctx *ctx, const struct unpack_cd *cd)
 {
@@ -1108,22 +988,24 @@ static enum cb_status plan_offsets(struct unpack_ctx *ctx, const struct unpack_c
  * Reads len bytes of the zip at offset for entry e; what names them in
  * messages ("it": its local header and maybe its data; "its data").
  */
-static enum cb_status pread_at(const struct unpack_ctx *ctx, const struct unpack_entry *e,
+enum cb_status unpack_pread_at(const struct unpack_ctx *ctx, const struct unpack_entry *e,
 			       unsigned char *buf, size_t len, uint64_t offset, const char *what,
 			       struct cb_error *err)
 {
 	int saved = cb_read_full(ctx->opts->zip_fd, buf, len, offset);
 
 	if (saved > 0)
-		return entry_error_to(err, CB_E_IO, saved, e, "cannot read %s from the archive: %s",
-				      what, strerror(saved));
+		return unpack_entry_error_to(err, CB_E_IO, saved, e,
+					     "cannot read %s from the archive: %s", what,
+					     strerror(saved));
 	if (saved < 0)
-		return entry_error_to(err, CB_E_ZIP, 0, e, "the archive ends inside %s", what);
+		return unpack_entry_error_to(err, CB_E_ZIP, 0, e, "the archive ends inside %s",
+					     what);
 	return CB_OK;
 }
 
 /* Streaming: the local header h against the central directory, its data against the next entry. */
-static enum cb_status check_header_in(const struct unpack_ctx *ctx, struct unpack_entry *e,
+enum cb_status unpack_check_header_in(const struct unpack_ctx *ctx, struct unpack_entry *e,
 				      const unsigned char *h, struct cb_error *err)
 {
 	char shown[UNPACK_SHOWN_NAME_MAX];
@@ -1133,8 +1015,10 @@ static enum cb_status check_header_in(const struct unpack_ctx *ctx, struct unpac
 	if (st != CB_OK)
 		return st;
 	if (e->data_end > e->next_offset && e->next != NULL)
-		return entry_error_to(err, CB_E_ZIP, 0, e->next, "overlaps the data of entry \"%s\"",
-				      show_name(e->raw_name, e->raw_name_len, shown, sizeof(shown)));
+		return unpack_entry_error_to(err, CB_E_ZIP, 0, e->next,
+					     "overlaps the data of entry \"%s\"",
+					     unpack_show_name(e->raw_name, e->raw_name_len, shown,
+							      sizeof(shown)));
 	e->header_checked = true;
 	return CB_OK;
 }
@@ -1144,7 +1028,7 @@ static enum cb_status check_header_in(const struct unpack_ctx *ctx, struct unpac
  * central directory, and its data against the next entry. buf holds at least
  * UNPACK_BUF_BYTES. Any thread; errors go to err.
  */
-static enum cb_status check_header_now(const struct unpack_ctx *ctx, struct unpack_entry *e,
+enum cb_status unpack_check_header_now(const struct unpack_ctx *ctx, struct unpack_entry *e,
 				       unsigned char *buf, struct cb_error *err)
 {
 	size_t want = ZIP_LFH_BYTES + e->raw_name_len;
@@ -1152,10 +1036,10 @@ static enum cb_status check_header_now(const struct unpack_ctx *ctx, struct unpa
 
 	st = cb_avail_wait(ctx->avail, e->local_offset, e->local_offset + want, false, err);
 	if (st == CB_OK)
-		st = pread_at(ctx, e, buf, want, e->local_offset, "it", err);
+		st = unpack_pread_at(ctx, e, buf, want, e->local_offset, "it", err);
 	if (st != CB_OK)
 		return st;
-	return check_header_in(ctx, e, buf, err);
+	return unpack_check_header_in(ctx, e, buf, err);
 }
 
 /* Compares a NUL-terminated name with key[0..len) in byte order. */
@@ -1169,7 +1053,7 @@ static int cmp_key(const char *name, const char *key, size_t len)
 }
 
 /* The first entry, in name order, not below key[0..len). */
-static size_t lower_bound(const struct unpack_ctx *ctx, const char *key, size_t len)
+size_t unpack_lower_bound(const struct unpack_ctx *ctx, const char *key, size_t len)
 {
 	size_t lo = 0, hi = ctx->count;
 
@@ -1197,14 +1081,14 @@ static enum unpack_kind lookup(const struct unpack_ctx *ctx, const char *path, s
 	*found = NULL;
 	if (len > UNPACK_PATH_MAX)
 		return UNPACK_NONE;
-	i = lower_bound(ctx, path, len);
+	i = unpack_lower_bound(ctx, path, len);
 	if (i < ctx->count && cmp_key(ctx->by_name[i]->name, path, len) == 0) {
 		*found = ctx->by_name[i];
 		return (*found)->kind;
 	}
 	memcpy(key, path, len);
 	key[len] = '/';
-	i = lower_bound(ctx, key, len + 1);
+	i = unpack_lower_bound(ctx, key, len + 1);
 	if (i < ctx->count && strncmp(ctx->by_name[i]->name, key, len + 1) == 0)
 		return UNPACK_DIR;
 	return UNPACK_NONE;
@@ -1244,7 +1128,7 @@ static enum cb_status check_tree(struct unpack_ctx *ctx)
 		return refuse(ctx, b->raw_name, b->raw_name_len,
 			      "a %s and a %s at the same path (entry \"%s\")", kind_name(a->kind),
 			      kind_name(b->kind),
-			      show_name(a->raw_name, a->raw_name_len, shown, sizeof(shown)));
+			      unpack_show_name(a->raw_name, a->raw_name_len, shown, sizeof(shown)));
 	}
 	/*
 	 * Every ancestor a directory. In name order the entries below a directory
@@ -1266,8 +1150,8 @@ static enum cb_status check_tree(struct unpack_ctx *ctx)
 			if (lookup(ctx, e->name, k, &anc) != UNPACK_DIR && anc != NULL)
 				return refuse(ctx, e->raw_name, e->raw_name_len,
 					      "its parent \"%s\" is a %s in the archive, not a directory",
-					      show_name((const unsigned char *)anc->name,
-							anc->name_len, shown, sizeof(shown)),
+					      unpack_show_name((const unsigned char *)anc->name,
+							       anc->name_len, shown, sizeof(shown)),
 					      kind_name(anc->kind));
 		}
 		good_len = parent_len;
@@ -1277,8 +1161,8 @@ static enum cb_status check_tree(struct unpack_ctx *ctx)
 
 static const char *show_target(const struct unpack_entry *link, char *out, size_t out_size)
 {
-	return show_name((const unsigned char *)link->link_target, strlen(link->link_target), out,
-			 out_size);
+	return unpack_show_name((const unsigned char *)link->link_target, strlen(link->link_target),
+				out, out_size);
 }
 
 /*
@@ -1383,23 +1267,23 @@ static enum cb_status read_fail(struct unpack_ctx *ctx, const struct unpack_entr
 
 	switch (zip_error_code_zip(ze)) {
 	case ZIP_ER_CRC:
-		return refuse_entry(ctx, e, "CRC mismatch (the data is corrupt)");
+		return unpack_refuse_entry(ctx, e, "CRC mismatch (the data is corrupt)");
 	case ZIP_ER_INCONS:
-		return refuse_entry(ctx, e, "data does not match its declared size");
+		return unpack_refuse_entry(ctx, e, "data does not match its declared size");
 	case ZIP_ER_MEMORY:
-		return nomem(ctx);
+		return unpack_nomem(ctx);
 	default:
 		return refuse(ctx, e->raw_name, e->raw_name_len, "cannot read its data: %s",
 			      zip_error_strerror(ze));
 	}
 }
 
-static enum cb_status write_all(struct cb_error *err, const char *dest, const struct unpack_entry *e,
+enum cb_status unpack_write_all(struct cb_error *err, const char *dest, const struct unpack_entry *e,
 				int fd, const unsigned char *p, size_t len)
 {
 	int saved = cb_write_full(fd, p, len, -1);
 
-	return saved == 0 ? CB_OK : sys_fail_to(err, dest, e, saved, "write");
+	return saved == 0 ? CB_OK : unpack_sys_fail_to(err, dest, e, saved, "write");
 }
 
 /*
@@ -1431,11 +1315,12 @@ static enum cb_status read_entry(struct unpack_ctx *ctx, const struct unpack_ent
 			goto out;
 		}
 		if (n == 0) {
-			st = refuse_entry(ctx, e, "data shorter than its declared size");
+			st = unpack_refuse_entry(ctx, e, "data shorter than its declared size");
 			goto out;
 		}
 		if (fd >= 0) {
-			st = write_all(ctx->err, dest_shown(ctx), e, fd, dst, (size_t)n);
+			st = unpack_write_all(ctx->err, unpack_dest_shown(ctx), e, fd, dst,
+					      (size_t)n);
 			if (st != CB_OK)
 				goto out;
 		}
@@ -1446,1537 +1331,9 @@ static enum cb_status read_entry(struct unpack_ctx *ctx, const struct unpack_ent
 	if (n < 0)
 		st = read_fail(ctx, e, zf);
 	else if (n > 0)
-		st = refuse_entry(ctx, e, "data inflates past its declared size");
+		st = unpack_refuse_entry(ctx, e, "data inflates past its declared size");
 out:
 	zip_fclose(zf);
-	return st;
-}
-
-/* ---- 4. directories, in the main thread ---- */
-
-static enum cb_status add_dir(struct unpack_ctx *ctx, uint32_t parent, const char *comp,
-			      size_t comp_len, const struct unpack_entry *e, uint32_t *id)
-{
-	struct unpack_dir *d;
-
-	if (ctx->ndirs == ctx->dirs_cap) {
-		size_t cap = ctx->dirs_cap ? ctx->dirs_cap * 2 : 64;
-		struct unpack_dir *grown;
-
-		if (cap > UINT32_MAX)
-			return refuse_entry(ctx, e, "too many directories");
-		grown = realloc(ctx->dirs, cap * sizeof(*grown));
-		if (grown == NULL)
-			return nomem(ctx);
-		ctx->dirs = grown;
-		ctx->dirs_cap = cap;
-	}
-	d = &ctx->dirs[ctx->ndirs];
-	d->parent = parent;
-	d->comp = comp;
-	d->comp_len = comp_len;
-	d->e = e;
-	*id = (uint32_t)ctx->ndirs++;
-	return CB_OK;
-}
-
-/* Whether any entry lies below the directory entry e. */
-static bool has_children(const struct unpack_ctx *ctx, const struct unpack_entry *e)
-{
-	char key[UNPACK_PATH_MAX + 2];
-	size_t i;
-
-	memcpy(key, e->name, e->name_len);
-	key[e->name_len] = '/';
-	i = lower_bound(ctx, key, e->name_len + 1);
-	return i < ctx->count && strncmp(ctx->by_name[i]->name, key, e->name_len + 1) == 0;
-}
-
-/*
- * Every directory, named or implied by a deeper name, gets an id, and every
- * file and symlink the id of its parent (0 is dest_fd). The walk goes in
- * name order, where everything below a directory is one run: ids then come
- * depth-first, a parent's below its children's. A directory entry with
- * entries below it is left to them, since siblings can sort between the two
- * ("a", "a.txt", "a/x"): it would be entered twice.
- */
-static enum cb_status plan_dirs(struct unpack_ctx *ctx)
-{
-	struct unpack_entry *const *v = ctx->by_name; /* sorted by name by check_tree */
-	const char *comp[UNPACK_DEPTH_MAX];
-	size_t comp_len[UNPACK_DEPTH_MAX];
-	uint32_t ids[UNPACK_DEPTH_MAX];
-	size_t depth = 0;
-	uint32_t root = 0;
-	enum cb_status st;
-
-	st = add_dir(ctx, 0, "", 0, NULL, &root);
-	if (st != CB_OK)
-		return st;
-	for (size_t i = 0; i < ctx->count; i++) {
-		struct unpack_entry *e = v[i];
-		const char *slash = strrchr(e->name, '/');
-		size_t len = e->kind == UNPACK_DIR ? e->name_len :
-			     slash != NULL         ? (size_t)(slash - e->name) :
-						     0;
-		size_t level = 0, start = 0;
-
-		if (e->kind == UNPACK_DIR && has_children(ctx, e))
-			continue;
-		while (start < len) {
-			const char *next = memchr(e->name + start, '/', len - start);
-			size_t end = next ? (size_t)(next - e->name) : len;
-			size_t clen = end - start;
-
-			if (level >= depth || comp_len[level] != clen ||
-			    memcmp(comp[level], e->name + start, clen) != 0) {
-				/* A new directory: whatever was deeper on the stack is done. */
-				assert(level < UNPACK_DEPTH_MAX);
-				depth = level + 1;
-				comp[level] = e->name + start;
-				comp_len[level] = clen;
-				st = add_dir(ctx, level ? ids[level - 1] : root, e->name + start,
-					     clen, e, &ids[level]);
-				if (st != CB_OK)
-					return st;
-			}
-			level++;
-			start = end + 1;
-		}
-		depth = level;
-		e->dir_id = level ? ids[level - 1] : root;
-	}
-	return CB_OK;
-}
-
-static void close_dir_table(struct unpack_ctx *ctx)
-{
-	if (ctx->dir_fds == NULL)
-		return;
-	for (size_t i = 1; i < ctx->ndirs; i++)
-		if (ctx->dir_fds[i] >= 0)
-			close(ctx->dir_fds[i]);
-	free(ctx->dir_fds);
-	ctx->dir_fds = NULL;
-}
-
-/*
- * Keeping every directory open needs a descriptor each: raise the soft
- * limit as far as that needs (put back by restore_fd_limit), or say no.
- */
-static bool room_for_dir_table(struct unpack_ctx *ctx, size_t workers)
-{
-	struct rlimit rl;
-	rlim_t need = (rlim_t)ctx->ndirs + (rlim_t)workers + UNPACK_FD_RESERVE;
-
-	if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
-		return false;
-	if (rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur >= need)
-		return true;
-	if (rl.rlim_max != RLIM_INFINITY && rl.rlim_max < need)
-		return false;
-	ctx->saved_nofile = rl;
-	rl.rlim_cur = need;
-	if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
-		return false;
-	ctx->nofile_raised = true;
-	return true;
-}
-
-static void restore_fd_limit(struct unpack_ctx *ctx)
-{
-	if (ctx->nofile_raised)
-		setrlimit(RLIMIT_NOFILE, &ctx->saved_nofile);
-	ctx->nofile_raised = false;
-}
-
-void cb_unpack_reserve_fds(void)
-{
-	struct rlimit rl, raised;
-	rlim_t want = UNPACK_FD_TABLE_MAX;
-	int fd;
-
-	if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
-		return;
-	if (rl.rlim_max != RLIM_INFINITY && rl.rlim_max < want)
-		want = rl.rlim_max;
-	raised = rl;
-	if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < want) {
-		raised.rlim_cur = want;
-		if (setrlimit(RLIMIT_NOFILE, &raised) != 0)
-			return;
-	}
-	/*
-	 * The kernel grows the table to the next power of two holding the
-	 * highest descriptor. F_DUPFD never replaces a descriptor already open.
-	 */
-	fd = fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, (int)want - 1);
-	if (fd >= 0)
-		close(fd);
-	if (raised.rlim_cur != rl.rlim_cur)
-		setrlimit(RLIMIT_NOFILE, &rl);
-}
-
-/*
- * Creates one directory under parent (or finds it) and opens it, never
- * through a symlink; *made counts it when it is new. Any thread: the error
- * goes to err.
- */
-static enum cb_status make_one_dir(const struct unpack_ctx *ctx, struct cb_error *err, int parent,
-				   const struct unpack_dir *d, int *fd_out, uint64_t *made)
-{
-	char shown[UNPACK_SHOWN_NAME_MAX];
-	char comp[UNPACK_NAME_MAX + 1];
-	const char *dest = dest_shown(ctx);
-	int fd;
-
-	memcpy(comp, d->comp, d->comp_len);
-	comp[d->comp_len] = '\0';
-	if (mkdirat(parent, comp, 0755) == 0)
-		(*made)++;
-	else if (errno != EEXIST)
-		return sys_fail_to(err, dest, d->e, errno, "create a directory");
-	fd = openat(parent, comp, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	if (fd < 0) {
-		int saved = errno;
-
-		if (saved == ELOOP || saved == ENOTDIR)
-			return entry_error_to(err, CB_E_ZIP, 0, d->e,
-					      "path component \"%s\" is not a directory",
-					      show_name((const unsigned char *)comp, d->comp_len,
-							shown, sizeof(shown)));
-		return sys_fail_to(err, dest, d->e, saved, "open a directory");
-	}
-	if ((ctx->umask_bits & 0755) != 0 && fchmod(fd, 0755) != 0) {
-		int saved = errno;
-
-		close(fd);
-		return sys_fail_to(err, dest, d->e, saved, "set a directory's mode");
-	}
-	*fd_out = fd;
-	return CB_OK;
-}
-
-/*
- * Creates every directory in id order, walking down and up a stack of open
- * parents. With a table, every directory stays open for the workers (and
- * *out_of_fds says when the table ran out of descriptors after all).
- */
-static enum cb_status make_dirs(struct unpack_ctx *ctx, bool *out_of_fds)
-{
-	uint32_t stack_id[UNPACK_DEPTH_MAX + 1];
-	int stack_fd[UNPACK_DEPTH_MAX + 1];
-	size_t top = 0;
-	enum cb_status st = CB_OK;
-
-	*out_of_fds = false;
-	stack_id[0] = 0;
-	stack_fd[0] = ctx->opts->dest_fd;
-	for (size_t i = 1; i < ctx->ndirs; i++) {
-		const struct unpack_dir *d = &ctx->dirs[i];
-		int fd = -1;
-
-		/* Ids are depth-first: the parent is on the stack. */
-		while (stack_id[top] != d->parent) {
-			assert(top > 0);
-			if (ctx->dir_fds == NULL)
-				close(stack_fd[top]);
-			top--;
-		}
-		st = make_one_dir(ctx, ctx->err, stack_fd[top], d, &fd, &ctx->res->dirs);
-		if (st != CB_OK) {
-			*out_of_fds = ctx->dir_fds != NULL && (ctx->err->sys_errno == EMFILE ||
-							       ctx->err->sys_errno == ENFILE);
-			break;
-		}
-		if (ctx->dir_fds != NULL)
-			ctx->dir_fds[i] = fd;
-		assert(top < UNPACK_DEPTH_MAX);
-		top++;
-		stack_id[top] = (uint32_t)i;
-		stack_fd[top] = fd;
-	}
-	if (ctx->dir_fds == NULL)
-		for (; top > 0; top--)
-			close(stack_fd[top]);
-	return st;
-}
-
-/*
- * With a table of directories and more than one thread: the ids cut into one
- * stretch per thread, each made in id order, with no wait between threads.
- * Ids are depth-first and everything below a directory is one run of them,
- * so a directory's parent is either earlier in its own stretch or an
- * ancestor of the stretch's first directory. Those ancestors (a path per
- * stretch) are made first, by the calling thread; the threads then share
- * only them, and creations in one directory queue on its lock. 10,021
- * directories on tmpfs: 75 ms in one thread.
- */
-struct dir_maker {
-	const struct unpack_ctx *ctx;
-	atomic_bool *stop; /* a thread failed: the others need not go on */
-	size_t first, end; /* its stretch of ids */
-	struct cb_error err;
-	enum cb_status st;
-	uint64_t made;
-	pthread_t thread;
-	bool started;
-};
-
-static void *dir_maker_run(void *arg)
-{
-	struct dir_maker *m = arg;
-	const struct unpack_ctx *ctx = m->ctx;
-
-	for (size_t i = m->first; i < m->end; i++) {
-		const struct unpack_dir *d = &ctx->dirs[i];
-		int fd = -1;
-
-		if (ctx->dir_fds[i] >= 0)
-			continue; /* on another stretch's path: made already */
-		if (atomic_load_explicit(m->stop, memory_order_relaxed))
-			break;
-		m->st = make_one_dir(ctx, &m->err, ctx->dir_fds[d->parent], d, &fd, &m->made);
-		if (m->st != CB_OK) {
-			atomic_store_explicit(m->stop, true, memory_order_relaxed);
-			break;
-		}
-		ctx->dir_fds[i] = fd;
-	}
-	return NULL;
-}
-
-/* Makes, top down, the ancestors of directory id that are not made yet. */
-static enum cb_status make_path_to(const struct unpack_ctx *ctx, size_t id, uint64_t *made)
-{
-	uint32_t path[UNPACK_DEPTH_MAX];
-	size_t n = 0;
-
-	for (uint32_t a = ctx->dirs[id].parent; a != 0 && ctx->dir_fds[a] < 0;
-	     a = ctx->dirs[a].parent) {
-		assert(n < UNPACK_DEPTH_MAX);
-		path[n++] = a;
-	}
-	while (n > 0) {
-		const struct unpack_dir *d = &ctx->dirs[path[--n]];
-		int fd = -1;
-		enum cb_status st =
-			make_one_dir(ctx, ctx->err, ctx->dir_fds[d->parent], d, &fd, made);
-
-		if (st != CB_OK)
-			return st;
-		ctx->dir_fds[path[n]] = fd;
-	}
-	return CB_OK;
-}
-
-/* make_dirs by nthreads threads, this one included (it does the stretch of any that cannot start). */
-static enum cb_status make_dirs_parallel(struct unpack_ctx *ctx, size_t nthreads, bool *out_of_fds)
-{
-	struct dir_maker m[UNPACK_WORKERS_MAX];
-	atomic_bool stop = false;
-	size_t n = ctx->ndirs - 1; /* ids 1 .. ndirs - 1; 0 is dest_fd */
-	uint64_t made = 0;
-	enum cb_status st = CB_OK;
-
-	if (nthreads > UNPACK_WORKERS_MAX)
-		nthreads = UNPACK_WORKERS_MAX;
-	for (size_t i = 0; i < nthreads; i++) {
-		memset(&m[i], 0, sizeof(m[i]));
-		m[i].ctx = ctx;
-		m[i].stop = &stop;
-		m[i].first = 1 + n * i / nthreads;
-		m[i].end = 1 + n * (i + 1) / nthreads;
-		m[i].st = CB_OK;
-		cb_error_init(&m[i].err);
-		if (st == CB_OK && i > 0 && m[i].first < m[i].end)
-			st = make_path_to(ctx, m[i].first, &made);
-	}
-	if (st == CB_OK) {
-		for (size_t i = 1; i < nthreads; i++)
-			m[i].started = pthread_create(&m[i].thread, NULL, dir_maker_run, &m[i]) == 0;
-		for (size_t i = 0; i < nthreads; i++)
-			if (!m[i].started)
-				dir_maker_run(&m[i]);
-		for (size_t i = 0; i < nthreads; i++) {
-			if (m[i].started)
-				pthread_join(m[i].thread, NULL);
-			made += m[i].made;
-			if (st == CB_OK && m[i].st != CB_OK) {
-				st = m[i].st;
-				*ctx->err = m[i].err;
-			}
-		}
-	}
-	ctx->res->dirs += made;
-	*out_of_fds =
-		st != CB_OK && (ctx->err->sys_errno == EMFILE || ctx->err->sys_errno == ENFILE);
-	return st;
-}
-
-/* ---- 5. regular files, by worker threads ---- */
-
-/* What the workers share; the ctx is read-only while they run. */
-struct unpack_job {
-	const struct unpack_ctx *ctx;
-	/*
-	 * The entries streamed a slice at a time, largest first, one at a time.
-	 * Streaming, they stay in files[] too, and these are in file order:
-	 * see take_arrived_big.
-	 */
-	struct unpack_entry *const *bigs;
-	size_t nbigs;
-	atomic_size_t next_big;
-	atomic_bool *big_taken; /* streaming: bigs[k] is someone's */
-	/*
-	 * Streaming: what is left of chunks whose worker went to a big entry
-	 * (see take_arrived_big), [first, end) each, for any worker to finish.
-	 */
-	pthread_mutex_t leftover_lock;
-	size_t nleftovers;
-	struct unpack_leftover {
-		size_t first, end;
-	} leftovers[2 * UNPACK_WORKERS_MAX];
-	struct unpack_entry *const *files; /* the others, in name order, in chunks */
-	size_t nfiles;
-	size_t streams, chunks_per_stream; /* see next_chunk */
-	size_t limit_bytes;                /* an entry bigger than this (either size) is streamed */
-	atomic_size_t next;
-	atomic_bool stop; /* the first failure sets it; the others then stop */
-	atomic_uint_least64_t unpacked_bytes;
-	struct unpack_punch *punch; /* NULL unless the zip is consumed as it is extracted */
-	/*
-	 * Streaming: files[] holds every entry the workers take, in file order
-	 * (directories and symlinks too: their local headers are checked, the
-	 * targets read). Each stream of chunks has its own cursor: a worker takes
-	 * from its own stream while the bytes are there (threads in different
-	 * directories), else from any stream whose next chunk is present, else
-	 * the chunk nearest the download's front (see next_chunk_streaming).
-	 */
-	bool streaming;
-	atomic_size_t cursor[UNPACK_WORKERS_MAX];
-};
-
-struct unpack_worker {
-	struct unpack_job *job;
-	size_t index; /* 0 .. workers - 1: the stream it prefers when streaming */
-	struct cb_inflate *inf;
-	unsigned char *in;                 /* limit_bytes: compressed bytes */
-	unsigned char *out;                /* limit_bytes: inflated bytes */
-	struct unpack_dir_cache dir_cache; /* without a table of directory fds */
-	uint64_t win_start, win_end; /* streaming: in holds the zip's bytes [win_start, win_end) */
-	uint64_t files;
-	bool first_failure; /* its err is the one to report */
-	struct cb_error err;
-	pthread_t thread;
-	bool started;
-};
-
-static enum cb_status worker_refuse(struct unpack_worker *w, const struct unpack_entry *e,
-				    const char *rule)
-{
-	return entry_error_to(&w->err, CB_E_ZIP, 0, e, "%s", rule);
-}
-
-/*
- * The fd of directory id: from the table, or else opened one level at a
- * time from dest_fd, never through a symlink, and cached until the next one.
- */
-static enum cb_status open_dir_id(const struct unpack_ctx *ctx, struct unpack_dir_cache *cache,
-				  struct cb_error *err, const struct unpack_entry *e, uint32_t id,
-				  int *fd_out)
-{
-	uint32_t chain[UNPACK_DEPTH_MAX];
-	size_t n = 0;
-	int fd = ctx->opts->dest_fd;
-
-	if (ctx->dir_fds != NULL || id == 0) {
-		*fd_out = id == 0 ? ctx->opts->dest_fd : ctx->dir_fds[id];
-		return CB_OK;
-	}
-	if (cache->fd >= 0 && cache->id == id) {
-		*fd_out = cache->fd;
-		return CB_OK;
-	}
-	if (cache->fd >= 0)
-		close(cache->fd);
-	cache->fd = -1;
-	for (uint32_t x = id; x != 0; x = ctx->dirs[x].parent) {
-		assert(n < UNPACK_DEPTH_MAX);
-		chain[n++] = x;
-	}
-	while (n-- > 0) {
-		const struct unpack_dir *d = &ctx->dirs[chain[n]];
-		char comp[UNPACK_NAME_MAX + 1];
-		int next;
-
-		memcpy(comp, d->comp, d->comp_len);
-		comp[d->comp_len] = '\0';
-		next = openat(fd, comp, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-		if (next < 0) {
-			int saved = errno;
-
-			if (fd != ctx->opts->dest_fd)
-				close(fd);
-			if (saved == ELOOP || saved == ENOTDIR)
-				return entry_error_to(err, CB_E_ZIP, 0, e,
-						      "a path component is not a directory");
-			return sys_fail_to(err, dest_shown(ctx), e, saved, "open a directory");
-		}
-		if (fd != ctx->opts->dest_fd)
-			close(fd);
-		fd = next;
-	}
-	cache->id = id;
-	cache->fd = fd;
-	*fd_out = fd;
-	return CB_OK;
-}
-
-static const char *base_name(const struct unpack_entry *e)
-{
-	const char *slash = strrchr(e->name, '/');
-
-	return slash ? slash + 1 : e->name;
-}
-
-/* Creates the file with its final mode; O_EXCL: nothing there may be overwritten. */
-static enum cb_status create_file(const struct unpack_ctx *ctx, struct unpack_dir_cache *cache,
-				  struct cb_error *err, const struct unpack_entry *e, int *fd_out)
-{
-	int dir_fd, fd;
-	enum cb_status st;
-
-	st = open_dir_id(ctx, cache, err, e, e->dir_id, &dir_fd);
-	if (st != CB_OK)
-		return st;
-	fd = openat(dir_fd, base_name(e), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
-		    e->mode);
-	if (fd < 0)
-		return sys_fail_to(err, dest_shown(ctx), e, errno, "create a file");
-	/* Only when the umask took bits away: otherwise open already set the mode. */
-	if ((ctx->umask_bits & e->mode) != 0 && fchmod(fd, e->mode) != 0) {
-		int saved = errno;
-
-		close(fd);
-		return sys_fail_to(err, dest_shown(ctx), e, saved, "set a file's mode");
-	}
-	*fd_out = fd;
-	return CB_OK;
-}
-
-/* Closes a written file, and counts it against the cap (a second line of defence). */
-static enum cb_status finish_file(struct unpack_worker *w, const struct unpack_entry *e, int fd)
-{
-	uint64_t cap = w->job->ctx->opts->max_size_bytes;
-	uint64_t total;
-
-	if (close(fd) != 0)
-		return sys_fail_to(&w->err, dest_shown(w->job->ctx), e, errno, "write");
-	total = atomic_fetch_add_explicit(&w->job->unpacked_bytes, e->size_bytes,
-					  memory_order_relaxed) +
-		e->size_bytes;
-	/* Cannot happen when every entry keeps to its declared size. */
-	if (cap != 0 && total > cap)
-		return entry_error_to(&w->err, CB_E_ZIP, 0, e,
-				      "unpacked bytes pass the cap of %llu bytes",
-				      (unsigned long long)cap);
-	w->files++;
-	return CB_OK;
-}
-
-/* Reads len raw bytes of the entry's data at offset from the start of its data. */
-static enum cb_status read_raw(struct unpack_worker *w, const struct unpack_entry *e,
-			       unsigned char *out, size_t len, uint64_t offset)
-{
-	const struct unpack_ctx *ctx = w->job->ctx;
-	enum cb_status st;
-
-	if (ctx->avail != NULL) {
-		st = cb_avail_wait(ctx->avail, e->data_offset + offset,
-				   e->data_offset + offset + len, false, &w->err);
-		if (st != CB_OK)
-			return st;
-	}
-	return pread_at(ctx, e, out, len, e->data_offset + offset, "its data", &w->err);
-}
-
-/* An inflate failure, as the entry's rule. */
-static enum cb_status inflate_fail(struct unpack_worker *w, const struct unpack_entry *e,
-				   const struct cb_error *ierr)
-{
-	return entry_error_to(&w->err, ierr->code, ierr->sys_errno, e, "%s", ierr->message);
-}
-
-/*
- * An entry that fits the buffers: read in one pread, inflated by libdeflate
- * and checked before the file exists, then written in one write.
- */
-static enum cb_status write_whole_raw(struct unpack_worker *w, const struct unpack_entry *e,
-				      const unsigned char *raw)
-{
-	size_t size = (size_t)e->size_bytes, comp = (size_t)e->comp_size_bytes;
-	const unsigned char *data;
-	struct cb_error ierr;
-	int fd = -1;
-	enum cb_status st;
-
-	if (e->method == ZIP_CM_STORE && comp != size)
-		return worker_refuse(w, e, "data does not match its declared size");
-	if (raw == NULL) {
-		st = read_raw(w, e, w->in, comp, 0);
-		if (st != CB_OK)
-			return st;
-		raw = w->in;
-	}
-	data = raw;
-	/* Some writers give an empty file no deflate stream at all: nothing to inflate. */
-	if (e->method == ZIP_CM_DEFLATE && !(comp == 0 && size == 0)) {
-		cb_error_init(&ierr);
-		st = cb_inflate_whole(w->inf, raw, comp, w->out, size, &ierr);
-		if (st != CB_OK)
-			return inflate_fail(w, e, &ierr);
-		data = w->out;
-	}
-	if (cb_inflate_crc32(0, data, size) != e->crc)
-		return worker_refuse(w, e, "CRC mismatch (the data is corrupt)");
-	st = create_file(w->job->ctx, &w->dir_cache, &w->err, e, &fd);
-	if (st != CB_OK)
-		return st;
-	st = write_all(&w->err, dest_shown(w->job->ctx), e, fd, data, size);
-	if (st != CB_OK) {
-		close(fd);
-		return st;
-	}
-	return finish_file(w, e, fd);
-}
-
-static enum cb_status write_whole(struct unpack_worker *w, const struct unpack_entry *e)
-{
-	return write_whole_raw(w, e, NULL);
-}
-
-/* Hands inflated (or stored) bytes to the file: never past the declared size. */
-static enum cb_status stream_out(struct unpack_worker *w, const struct unpack_entry *e, int fd,
-				 const unsigned char *p, size_t len, uint64_t *done, uint32_t *crc)
-{
-	if (len > e->size_bytes - *done)
-		return worker_refuse(w, e, "data inflates past its declared size");
-	*crc = cb_inflate_crc32(*crc, p, len);
-	*done += len;
-	return write_all(&w->err, dest_shown(w->job->ctx), e, fd, p, len);
-}
-
-/*
- * Giving the zip's bytes back as they are extracted (opts->consume_zip).
- * Files are then handed out in offset order, so each stream of chunks walks
- * one contiguous stretch of the zip: once its chunks up to some point are all
- * written, everything before that point in the stretch is punched out. The
- * streamed (big) entries punch their own bytes as they read them, and no
- * other punch may touch them, since they may still be in flight.
- */
-struct unpack_punch {
-	pthread_mutex_t lock;
-	int fd;
-	unsigned char *chunk_done;  /* per chunk */
-	size_t *stream_next;        /* per stream: its first chunk not yet written */
-	uint64_t *stream_punched;   /* per stream: where punching resumes */
-	struct unpack_entry **bigs; /* by offset, to keep out of other punches */
-	size_t nbigs;
-	/*
-	 * Streaming: never past what the download wrote in order, or it would
-	 * write those bytes again into the hole (and fetched ahead, they may
-	 * still be compared with the body).
-	 */
-	struct cb_avail *avail;
-	/*
-	 * The central directory and end records, read by nobody once the workers
-	 * run (libzip and the judging are done with them): punched once, as soon
-	 * as the download has passed them.
-	 */
-	uint64_t end_from;
-	bool end_punched;
-};
-
-#define UNPACK_PUNCH_ALIGN 4096u
-#define UNPACK_PUNCH_STEP_BYTES (2u << 20)
-
-/* Punches the whole blocks inside [from, to) of the zip, below the prefix. Best effort. */
-static void punch_raw(const struct unpack_punch *punch, uint64_t from, uint64_t to)
-{
-	uint64_t a = (from + UNPACK_PUNCH_ALIGN - 1) / UNPACK_PUNCH_ALIGN * UNPACK_PUNCH_ALIGN;
-	uint64_t b = to / UNPACK_PUNCH_ALIGN * UNPACK_PUNCH_ALIGN;
-
-	if (punch->avail != NULL) {
-		cb_avail_punch(punch->avail, punch->fd, from, to);
-		return;
-	}
-	/* A file system without hole punching just keeps the bytes. */
-	if (b > a)
-		(void)fallocate(punch->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)a,
-				(off_t)(b - a));
-}
-
-/* Punches [from, to) of the zip, minus any big entry; whole blocks only. Best effort. */
-static void punch_range(const struct unpack_punch *punch, uint64_t from, uint64_t to)
-{
-	for (size_t i = 0; i <= punch->nbigs && from < to; i++) {
-		uint64_t end = to, next = to;
-
-		if (i < punch->nbigs) {
-			const struct unpack_entry *big = punch->bigs[i];
-
-			if (big->data_end <= from || big->local_offset >= to)
-				continue;
-			end = big->local_offset > from ? big->local_offset : from;
-			next = big->data_end;
-		}
-		punch_raw(punch, from, end);
-		from = next;
-	}
-}
-
-/* The zip offset where chunk c of the job's files begins. */
-static uint64_t chunk_start(const struct unpack_job *job, size_t c)
-{
-	return job->files[c * UNPACK_CHUNK_FILES]->local_offset;
-}
-
-/* Chunk c (of stream c / chunks_per_stream) is written: punch what its stream has finished. */
-static void punch_chunk_done(struct unpack_job *job, size_t c)
-{
-	struct unpack_punch *punch = job->punch;
-	size_t s = c / job->chunks_per_stream;
-	size_t first = s * job->chunks_per_stream;
-	size_t *next = &punch->stream_next[s];
-	size_t before;
-	uint64_t upto;
-
-	pthread_mutex_lock(&punch->lock);
-	punch->chunk_done[c] = 1;
-	before = *next;
-	while (*next < job->chunks_per_stream && punch->chunk_done[first + *next])
-		(*next)++;
-	if (*next != before) {
-		size_t c_next = first + *next;
-
-		if (*next < job->chunks_per_stream && c_next * UNPACK_CHUNK_FILES < job->nfiles) {
-			upto = chunk_start(job, c_next);
-		} else {
-			size_t last = (first + job->chunks_per_stream) * UNPACK_CHUNK_FILES;
-
-			last = (last < job->nfiles ? last : job->nfiles) - 1;
-			upto = job->files[last]->data_end;
-		}
-		punch_range(punch, punch->stream_punched[s], upto);
-		/* The block holding upto also holds the next chunk's first bytes: it is punched next time. */
-		upto = upto / UNPACK_PUNCH_ALIGN * UNPACK_PUNCH_ALIGN;
-		if (upto > punch->stream_punched[s])
-			punch->stream_punched[s] = upto;
-	}
-	if (!punch->end_punched &&
-	    (punch->avail == NULL || cb_avail_prefix(punch->avail) >= job->ctx->file_size)) {
-		punch_raw(punch, punch->end_from, job->ctx->file_size);
-		punch->end_punched = true;
-	}
-	pthread_mutex_unlock(&punch->lock);
-}
-
-static int cmp_local_offset(const void *a, const void *b)
-{
-	const struct unpack_entry *x = *(const struct unpack_entry *const *)a;
-	const struct unpack_entry *y = *(const struct unpack_entry *const *)b;
-
-	return (x->local_offset > y->local_offset) - (x->local_offset < y->local_offset);
-}
-
-/* Orders v[0..n) by local offset; a list taken in the archive's order usually is already. */
-static void sort_by_local_offset(struct unpack_entry **v, size_t n)
-{
-	for (size_t i = 1; i < n; i++) {
-		if (v[i - 1]->local_offset > v[i]->local_offset) {
-			qsort(v, n, sizeof(*v), cmp_local_offset);
-			return;
-		}
-	}
-}
-
-static void punch_clean_up(struct unpack_punch *punch)
-{
-	pthread_mutex_destroy(&punch->lock);
-	free(punch->chunk_done);
-	free(punch->stream_next);
-	free(punch->stream_punched);
-	free(punch->bigs);
-}
-
-/* Sets up punching for job; false (no punching) when out of memory. */
-static bool punch_init(struct unpack_punch *punch, struct unpack_job *job, int fd)
-{
-	size_t nchunks = job->streams * job->chunks_per_stream;
-
-	memset(punch, 0, sizeof(*punch));
-	punch->fd = fd;
-	punch->avail = job->ctx->avail;
-	punch->end_from = job->ctx->cd_offset;
-	punch->nbigs = job->nbigs;
-	punch->chunk_done = calloc(nchunks ? nchunks : 1, 1);
-	punch->stream_next = calloc(job->streams, sizeof(*punch->stream_next));
-	punch->stream_punched = calloc(job->streams, sizeof(*punch->stream_punched));
-	punch->bigs = malloc((job->nbigs ? job->nbigs : 1) * sizeof(*punch->bigs));
-	if (punch->chunk_done == NULL || punch->stream_next == NULL ||
-	    punch->stream_punched == NULL || punch->bigs == NULL ||
-	    pthread_mutex_init(&punch->lock, NULL) != 0) {
-		free(punch->chunk_done);
-		free(punch->stream_next);
-		free(punch->stream_punched);
-		free(punch->bigs);
-		return false;
-	}
-	memcpy(punch->bigs, job->bigs, job->nbigs * sizeof(*punch->bigs));
-	qsort(punch->bigs, punch->nbigs, sizeof(*punch->bigs), cmp_local_offset);
-	for (size_t s = 0; s < job->streams; s++) {
-		size_t c = s * job->chunks_per_stream;
-
-		punch->stream_punched[s] =
-			c * UNPACK_CHUNK_FILES < job->nfiles ? chunk_start(job, c) : 0;
-	}
-	/* Chunks past the end (the last stream can be short) count as written. */
-	for (size_t c = 0; c < nchunks; c++)
-		if (c * UNPACK_CHUNK_FILES >= job->nfiles)
-			punch->chunk_done[c] = 1;
-	return true;
-}
-
-/* Hands len inflated bytes, in the slice the writer gave, over to be written. */
-static enum cb_status slice_out(struct unpack_worker *w, const struct unpack_entry *e,
-				struct cb_slice_writer *wr, size_t len, uint64_t *done)
-{
-	if (len > e->size_bytes - *done)
-		return worker_refuse(w, e, "data inflates past its declared size");
-	*done += len;
-	if (len > 0)
-		cb_slice_writer_put(wr, len);
-	return CB_OK;
-}
-
-/*
- * An entry bigger than the buffers: read, inflated by ISA-L and written a
- * slice at a time (deflated ones by a writer thread while the next slice is
- * inflated), its size and CRC checked at the end.
- */
-static enum cb_status write_streamed(struct unpack_worker *w, const struct unpack_entry *e)
-{
-	/* Stored bytes go straight from the read to the file: read as much as is written. */
-	size_t in_bytes =
-		e->method == ZIP_CM_STORE ? UNPACK_STREAM_OUT_BYTES : UNPACK_STREAM_IN_BYTES;
-	uint64_t read_bytes = 0, written = 0;
-	uint32_t crc = 0;
-	const unsigned char *p = w->in;
-	size_t have = 0;
-	bool done = false;
-	struct cb_error ierr;
-	int fd = -1;
-	enum cb_status st;
-	/* With a consumed zip: the bytes before this offset are given back. */
-	uint64_t punched = e->local_offset;
-	struct cb_slice_writer *wr = NULL;
-	unsigned char *out = w->out;
-	const struct unpack_ctx *ctx = w->job->ctx;
-	size_t slots;
-	int ring = -1;
-	int write_errno;
-
-	if (e->method == ZIP_CM_STORE && e->comp_size_bytes != e->size_bytes)
-		return worker_refuse(w, e, "data does not match its declared size");
-	cb_error_init(&ierr);
-	if (e->method == ZIP_CM_DEFLATE && cb_inflate_stream_begin(w->inf, &ierr) != CB_OK)
-		return inflate_fail(w, e, &ierr);
-	st = create_file(w->job->ctx, &w->dir_cache, &w->err, e, &fd);
-	if (st != CB_OK)
-		return st;
-	/* Without a writer thread (too little room, or none to be had): inline. */
-	if (e->method == ZIP_CM_DEFLATE)
-		wr = cb_slice_writer_start(fd, w->out, UNPACK_STREAM_OUT_BYTES,
-					   w->job->limit_bytes / UNPACK_STREAM_OUT_BYTES);
-	/*
-	 * Streaming: the rest of in takes this entry's bytes straight from the
-	 * download, as long as it keeps up, instead of through the file.
-	 */
-	slots = w->job->limit_bytes > in_bytes ?
-			(w->job->limit_bytes - in_bytes) / CB_AVAIL_BLOCK_BYTES :
-			0;
-	/* Reads of in_bytes at most: see cb_avail_ring_open. */
-	if (ctx->avail != NULL && slots >= in_bytes / CB_AVAIL_BLOCK_BYTES + 2)
-		ring = cb_avail_ring_open(ctx->avail, e->data_offset, e->data_end, w->in + in_bytes,
-					  slots);
-	while (!done) {
-		size_t before, produced = 0;
-
-		if (atomic_load_explicit(&w->job->stop, memory_order_relaxed)) {
-			/* Another worker failed first: its error is the one reported. */
-			st = worker_refuse(w, e, "stopped");
-			goto out;
-		}
-		if (have == 0 && read_bytes < e->comp_size_bytes) {
-			uint64_t left = e->comp_size_bytes - read_bytes;
-
-			if (w->job->punch != NULL &&
-			    e->data_offset + read_bytes - punched >= UNPACK_PUNCH_STEP_BYTES) {
-				punch_raw(w->job->punch, punched, e->data_offset + read_bytes);
-				punched = e->data_offset + read_bytes;
-			}
-
-			have = left < in_bytes ? (size_t)left : in_bytes;
-			st = ring >= 0 ? cb_avail_ring_read(ctx->avail, ring, ctx->opts->zip_fd,
-							    e->data_offset + read_bytes, w->in,
-							    have, &w->err) :
-					 read_raw(w, e, w->in, have, read_bytes);
-			if (st != CB_OK)
-				goto out;
-			read_bytes += have;
-			p = w->in;
-		}
-		if (e->method == ZIP_CM_STORE) {
-			st = stream_out(w, e, fd, p, have, &written, &crc);
-			have = 0;
-			done = read_bytes == e->comp_size_bytes;
-			if (st != CB_OK)
-				goto out;
-			continue;
-		}
-		if (wr != NULL && (out = cb_slice_writer_next(wr)) == NULL)
-			break; /* a write failed: finishing the writer says how */
-		before = have;
-		st = cb_inflate_stream_step(w->inf, &p, &have, out, UNPACK_STREAM_OUT_BYTES,
-					    &produced, &done, &ierr);
-		if (st != CB_OK) {
-			st = inflate_fail(w, e, &ierr);
-			goto out;
-		}
-		st = wr != NULL ? slice_out(w, e, wr, produced, &written) :
-				  stream_out(w, e, fd, out, produced, &written, &crc);
-		if (st != CB_OK)
-			goto out;
-		if (!done && produced == 0 && have == before &&
-		    (have > 0 || read_bytes == e->comp_size_bytes)) {
-			st = worker_refuse(w, e,
-					   "cannot read its data: the deflate data ends early");
-			goto out;
-		}
-	}
-	if (wr != NULL) {
-		write_errno = cb_slice_writer_finish(wr, false, &crc);
-		wr = NULL;
-		if (write_errno != 0) {
-			st = sys_fail_to(&w->err, dest_shown(w->job->ctx), e, write_errno, "write");
-			goto out;
-		}
-	}
-	if (written != e->size_bytes)
-		st = worker_refuse(w, e, "data shorter than its declared size");
-	else if (crc != e->crc)
-		st = worker_refuse(w, e, "CRC mismatch (the data is corrupt)");
-	else if (w->job->punch != NULL)
-		punch_raw(w->job->punch, punched, e->data_end);
-out:
-	if (ring >= 0) {
-		uint64_t memory_bytes = cb_avail_ring_close(ctx->avail, ring);
-
-		cb_log(CB_LOG_DEBUG, "unpack: %s: %llu of %llu bytes came in memory", e->name,
-		       (unsigned long long)memory_bytes, (unsigned long long)e->comp_size_bytes);
-	}
-	if (wr != NULL)
-		(void)cb_slice_writer_finish(wr, true, &crc);
-	if (st != CB_OK) {
-		close(fd);
-		return st;
-	}
-	return finish_file(w, e, fd);
-}
-
-/* Chunk k of stream s as an index into files[], or SIZE_MAX when there is none. */
-static size_t stream_chunk(const struct unpack_job *job, size_t s, size_t k)
-{
-	size_t chunk = s * job->chunks_per_stream + k;
-
-	if (k >= job->chunks_per_stream || chunk * UNPACK_CHUNK_FILES >= job->nfiles)
-		return SIZE_MAX;
-	return chunk;
-}
-
-/* Chunk c's files, [*first, *end). */
-static void chunk_files(const struct unpack_job *job, size_t c, size_t *first, size_t *end)
-{
-	*first = c * UNPACK_CHUNK_FILES;
-	*end = *first + UNPACK_CHUNK_FILES < job->nfiles ? *first + UNPACK_CHUNK_FILES : job->nfiles;
-}
-
-/*
- * The next chunk of files, [*first, *end), or false when none is left.
- * Chunks come in turn from `streams` places far apart in name order, so that
- * threads seldom create files in the same directory at the same time: they
- * would queue on its lock.
- */
-static bool next_chunk(struct unpack_job *job, size_t *first, size_t *end)
-{
-	for (;;) {
-		size_t c = atomic_fetch_add_explicit(&job->next, 1, memory_order_relaxed);
-		size_t k = c / job->streams;
-		size_t chunk = stream_chunk(job, c % job->streams, k);
-
-		if (k >= job->chunks_per_stream)
-			return false;
-		if (chunk == SIZE_MAX)
-			continue; /* the last stream can be short */
-		chunk_files(job, chunk, first, end);
-		return true;
-	}
-}
-
-/* Takes the next chunk of stream s: true with it in *chunk, false when s has none left. */
-static bool take_from_stream(struct unpack_job *job, size_t s, size_t *chunk)
-{
-	size_t k = atomic_fetch_add_explicit(&job->cursor[s], 1, memory_order_relaxed);
-
-	*chunk = stream_chunk(job, s, k);
-	return *chunk != SIZE_MAX;
-}
-
-/*
- * Streaming's next_chunk. Two threads creating files in one directory queue
- * on its lock (in the kernel, spinning), and neighbouring chunks share
- * directories; so while the download is ahead, each worker keeps to its own
- * stretch of the archive, as without streaming. A worker whose stretch has
- * not arrived yet helps where bytes are present, and with nothing present
- * anywhere waits for the chunk nearest the download's front.
- */
-static bool next_chunk_streaming(struct unpack_job *job, size_t index, size_t *first, size_t *end)
-{
-	uint64_t present = cb_avail_prefix(job->ctx->avail);
-	size_t chunk = SIZE_MAX;
-
-	for (size_t n = 0; n < job->streams && chunk == SIZE_MAX; n++) {
-		size_t s = (index + n) % job->streams;
-		size_t k = atomic_load_explicit(&job->cursor[s], memory_order_relaxed);
-		size_t c = stream_chunk(job, s, k);
-		size_t c_first, c_end;
-
-		if (c == SIZE_MAX)
-			continue;
-		chunk_files(job, c, &c_first, &c_end);
-		if (job->files[c_end - 1]->data_end <= present && !take_from_stream(job, s, &chunk))
-			chunk = SIZE_MAX;
-	}
-	while (chunk == SIZE_MAX) {
-		size_t best = SIZE_MAX;
-		uint64_t best_at = UINT64_MAX;
-
-		for (size_t s = 0; s < job->streams; s++) {
-			size_t k = atomic_load_explicit(&job->cursor[s], memory_order_relaxed);
-			size_t c = stream_chunk(job, s, k);
-
-			if (c != SIZE_MAX && chunk_start(job, c) < best_at) {
-				best = s;
-				best_at = chunk_start(job, c);
-			}
-		}
-		if (best == SIZE_MAX)
-			return false; /* every stream is done */
-		(void)take_from_stream(job, best, &chunk);
-	}
-	chunk_files(job, chunk, first, end);
-	return true;
-}
-
-static bool is_fast_method(const struct unpack_entry *e)
-{
-	return e->method == ZIP_CM_STORE || e->method == ZIP_CM_DEFLATE;
-}
-
-static bool is_big(const struct unpack_entry *e, size_t limit_bytes)
-{
-	return e->size_bytes > limit_bytes || e->comp_size_bytes > limit_bytes;
-}
-
-/* Streaming: a symlink's target, read raw and checked by its CRC (not through libzip). */
-static enum cb_status read_link_raw(struct unpack_worker *w, struct unpack_entry *e)
-{
-	size_t size = (size_t)e->size_bytes, comp = (size_t)e->comp_size_bytes;
-	const unsigned char *data = w->in;
-	struct cb_error ierr;
-	enum cb_status st;
-
-	if (e->comp_size_bytes > w->job->limit_bytes)
-		return worker_refuse(w, e, "symlink data larger than any target");
-	if (e->method == ZIP_CM_STORE && comp != size)
-		return worker_refuse(w, e, "data does not match its declared size");
-	st = read_raw(w, e, w->in, comp, 0);
-	if (st != CB_OK)
-		return st;
-	if (e->method == ZIP_CM_DEFLATE) {
-		cb_error_init(&ierr);
-		st = cb_inflate_whole(w->inf, w->in, comp, w->out, size, &ierr);
-		if (st != CB_OK)
-			return inflate_fail(w, e, &ierr);
-		data = w->out;
-	}
-	if (cb_inflate_crc32(0, data, size) != e->crc)
-		return worker_refuse(w, e, "CRC mismatch (the data is corrupt)");
-	e->link_target = malloc(size + 1);
-	if (e->link_target == NULL)
-		return entry_error_to(&w->err, CB_E_NOMEM, ENOMEM, e, "out of memory");
-	memcpy(e->link_target, data, size);
-	e->link_target[size] = '\0';
-	return CB_OK;
-}
-
-/* A small file or a directory: its header and data (up to the next entry) fit one read. */
-static bool one_read(const struct unpack_worker *w, const struct unpack_entry *e)
-{
-	uint64_t span = e->next_offset - e->local_offset;
-
-	return (e->kind == UNPACK_DIR ||
-		(e->kind == UNPACK_FILE && !is_big(e, w->job->limit_bytes))) &&
-	       span <= w->job->limit_bytes && span >= ZIP_LFH_BYTES + e->raw_name_len;
-}
-
-/*
- * The bytes of files[i] and of the entries after it in the chunk (to end)
- * that one_read, as many as in holds: one wait and one read for them all,
- * rather than one each.
- */
-static enum cb_status fill_window(struct unpack_worker *w, size_t i, size_t end)
-{
-	struct unpack_entry *const *files = w->job->files;
-	const struct unpack_ctx *ctx = w->job->ctx;
-	uint64_t start = files[i]->local_offset, stop = files[i]->next_offset;
-	enum cb_status st;
-
-	for (size_t j = i + 1; j < end && one_read(w, files[j]) &&
-			       files[j]->next_offset - start <= w->job->limit_bytes;
-	     j++)
-		stop = files[j]->next_offset;
-	w->win_start = w->win_end = 0;
-	st = cb_avail_wait(ctx->avail, start, stop, false, &w->err);
-	if (st == CB_OK)
-		st = pread_at(ctx, files[i], w->in, (size_t)(stop - start), start, "it", &w->err);
-	if (st != CB_OK)
-		return st;
-	w->win_start = start;
-	w->win_end = stop;
-	return CB_OK;
-}
-
-static int cmp_offset_key(const void *key, const void *elem)
-{
-	uint64_t at = *(const uint64_t *)key;
-	const struct unpack_entry *e = *(struct unpack_entry *const *)elem;
-
-	return (at > e->local_offset) - (at < e->local_offset);
-}
-
-/* Streaming: whether this worker may write big entry e (nobody took it before). */
-static bool take_big(struct unpack_job *job, const struct unpack_entry *e)
-{
-	struct unpack_entry *const *at = bsearch(&e->local_offset, job->bigs, job->nbigs,
-						 sizeof(*job->bigs), cmp_offset_key);
-
-	assert(at != NULL);
-	return !atomic_exchange_explicit(&job->big_taken[at - job->bigs], true,
-					 memory_order_relaxed);
-}
-
-static bool is_streamed_file(const struct unpack_entry *e, size_t limit_bytes)
-{
-	return e->kind == UNPACK_FILE && is_big(e, limit_bytes);
-}
-
-/* A big entry, its local header checked first (the caller took it). */
-static enum cb_status stream_big(struct unpack_worker *w, struct unpack_entry *e)
-{
-	enum cb_status st;
-
-	w->win_start = w->win_end = 0; /* in is for this entry now */
-	st = check_header_now(w->job->ctx, e, w->in, &w->err);
-	return st == CB_OK ? write_streamed(w, e) : st;
-}
-
-/* The largest of bigs[first..] that arrived (its local header at least) and nobody took. */
-static size_t largest_arrived_big(struct unpack_job *job, size_t first)
-{
-	uint64_t present;
-	size_t best = SIZE_MAX;
-
-	if (first >= job->nbigs)
-		return SIZE_MAX; /* every one is taken: no need to look at the download */
-	present = cb_avail_prefix(job->ctx->avail);
-	for (size_t k = first; k < job->nbigs && job->bigs[k]->local_offset < present; k++)
-		if (!atomic_load_explicit(&job->big_taken[k], memory_order_relaxed) &&
-		    (best == SIZE_MAX || job->bigs[k]->size_bytes > job->bigs[best]->size_bytes))
-			best = k;
-	return best;
-}
-
-/* Whether take_arrived_big would find one now. */
-static bool big_arrived(struct unpack_job *job)
-{
-	return largest_arrived_big(job, atomic_load_explicit(&job->next_big,
-							     memory_order_relaxed)) != SIZE_MAX;
-}
-
-/*
- * Streaming: the longest jobs are the big entries, and one waiting in its
- * chunk behind smaller entries would start late and finish alone. So before
- * each entry a worker takes the largest big entry whose local header has
- * arrived and that nobody took, and inflates it as the rest of its bytes
- * arrive; the rest of the chunk it was in is left to whoever is free
- * (put_leftover), and skips it. false: none to take; else *st says how
- * writing it went.
- */
-static bool take_arrived_big(struct unpack_worker *w, enum cb_status *st)
-{
-	struct unpack_job *job = w->job;
-	size_t first = atomic_load_explicit(&job->next_big, memory_order_relaxed);
-
-	for (size_t tries = 0; tries < job->nbigs; tries++) {
-		size_t best = largest_arrived_big(job, first);
-
-		if (best == SIZE_MAX)
-			return false;
-		if (atomic_exchange_explicit(&job->big_taken[best], true, memory_order_relaxed))
-			continue; /* another worker took it meanwhile: look again */
-		/* Where the next look starts: past those taken (a hint; too low is only slower). */
-		while (first < job->nbigs &&
-		       atomic_load_explicit(&job->big_taken[first], memory_order_relaxed))
-			first++;
-		atomic_store_explicit(&job->next_big, first, memory_order_relaxed);
-		cb_log(CB_LOG_DEBUG, "unpack: %s taken as its bytes arrive, ahead of its chunk",
-		       job->bigs[best]->name);
-		*st = stream_big(w, job->bigs[best]);
-		return true;
-	}
-	return false;
-}
-
-/*
- * Streaming: leaves [first, end), the rest of a chunk, to whichever worker
- * looks next, this one included (it will, once its big entry is written).
- * false when there is no room for it.
- */
-static bool put_leftover(struct unpack_job *job, size_t first, size_t end)
-{
-	bool put = false;
-
-	pthread_mutex_lock(&job->leftover_lock);
-	if (job->nleftovers < sizeof(job->leftovers) / sizeof(job->leftovers[0])) {
-		job->leftovers[job->nleftovers].first = first;
-		job->leftovers[job->nleftovers].end = end;
-		job->nleftovers++;
-		put = true;
-	}
-	pthread_mutex_unlock(&job->leftover_lock);
-	return put;
-}
-
-/* Streaming: takes the rest of a chunk that was left, the one nearest the zip's start. */
-static bool take_leftover(struct unpack_job *job, size_t *first, size_t *end)
-{
-	size_t best = SIZE_MAX;
-
-	pthread_mutex_lock(&job->leftover_lock);
-	for (size_t k = 0; k < job->nleftovers; k++)
-		if (best == SIZE_MAX || job->leftovers[k].first < job->leftovers[best].first)
-			best = k;
-	if (best != SIZE_MAX) {
-		*first = job->leftovers[best].first;
-		*end = job->leftovers[best].end;
-		job->leftovers[best] = job->leftovers[--job->nleftovers];
-	}
-	pthread_mutex_unlock(&job->leftover_lock);
-	return best != SIZE_MAX;
-}
-
-/* Streaming: files[i] of the chunk [i, end) as its bytes arrive, its local header checked first. */
-static enum cb_status stream_entry(struct unpack_worker *w, size_t i, size_t end)
-{
-	struct unpack_entry *e = w->job->files[i];
-	const struct unpack_ctx *ctx = w->job->ctx;
-	const unsigned char *h;
-	enum cb_status st;
-
-	if (is_streamed_file(e, w->job->limit_bytes)) {
-		if (!take_big(w->job, e))
-			return CB_OK; /* another worker took it as it arrived */
-		cb_log(CB_LOG_DEBUG, "unpack: %s reached in its chunk", e->name);
-		return stream_big(w, e);
-	}
-
-	if (one_read(w, e)) {
-		if (e->local_offset < w->win_start || e->next_offset > w->win_end) {
-			st = fill_window(w, i, end);
-			if (st != CB_OK)
-				return st;
-		}
-		h = w->in + (e->local_offset - w->win_start);
-		st = check_header_in(ctx, e, h, &w->err);
-		if (st != CB_OK || e->kind == UNPACK_DIR)
-			return st; /* a directory was made already, from the central directory */
-		return write_whole_raw(w, e, h + (e->data_offset - e->local_offset));
-	}
-	w->win_start = w->win_end = 0; /* in is for this entry now */
-	st = check_header_now(w->job->ctx, e, w->in, &w->err);
-	if (st != CB_OK)
-		return st;
-	switch (e->kind) {
-	case UNPACK_DIR:
-		return CB_OK; /* made already, from the central directory */
-	case UNPACK_SYMLINK:
-		return read_link_raw(w, e); /* made last, by the main thread */
-	case UNPACK_FILE:
-	case UNPACK_NONE:
-		break;
-	}
-	return write_whole(w, e);
-}
-
-/* The first failure stops the others; streaming, it wakes those waiting and ends the download. */
-static void *worker_failed(struct unpack_worker *w)
-{
-	struct unpack_job *job = w->job;
-
-	w->first_failure = !atomic_exchange(&job->stop, true);
-	if (job->ctx->avail != NULL && w->err.code != CB_E_DOWNLOAD)
-		cb_avail_stop(job->ctx->avail);
-	return NULL;
-}
-
-static void *worker_run(void *arg)
-{
-	struct unpack_worker *w = arg;
-	struct unpack_job *job = w->job;
-	size_t i, end;
-
-	/* The longest jobs first, so that they do not start last and finish alone. */
-	while (!job->streaming &&
-	       (i = atomic_fetch_add_explicit(&job->next_big, 1, memory_order_relaxed)) <
-		       job->nbigs) {
-		if (atomic_load_explicit(&job->stop, memory_order_relaxed))
-			return NULL;
-		if (write_streamed(w, job->bigs[i]) != CB_OK)
-			return worker_failed(w);
-	}
-	for (;;) {
-		enum cb_status st = CB_OK;
-		size_t chunk;
-
-		if (atomic_load_explicit(&job->stop, memory_order_relaxed))
-			return NULL;
-		if (job->streaming && take_arrived_big(w, &st)) {
-			if (st != CB_OK)
-				return worker_failed(w);
-			continue;
-		}
-		if (!(job->streaming ? take_leftover(job, &i, &end) ||
-					       next_chunk_streaming(job, w->index, &i, &end) :
-				       next_chunk(job, &i, &end)))
-			break;
-		for (chunk = i / UNPACK_CHUNK_FILES; i < end; i++) {
-			if (atomic_load_explicit(&job->stop, memory_order_relaxed))
-				return NULL;
-			/* A big entry first; the rest of this chunk to whoever is free. */
-			if (job->streaming && big_arrived(job) && put_leftover(job, i, end))
-				break;
-			st = job->streaming ? stream_entry(w, i, end) :
-					      write_whole(w, job->files[i]);
-			if (st != CB_OK)
-				return worker_failed(w);
-		}
-		/* Its last entry written (not left to another): the chunk is done. */
-		if (i == end && job->punch != NULL)
-			punch_chunk_done(job, chunk);
-	}
-	return NULL;
-}
-
-static enum cb_status worker_init(struct unpack_worker *w, struct unpack_job *job)
-{
-	memset(w, 0, sizeof(*w));
-	w->job = job;
-	w->dir_cache.fd = -1;
-	cb_error_init(&w->err);
-	w->inf = cb_inflate_new();
-	/* Untouched pages cost no memory: an entry only ever touches what it needs. */
-	w->in = cb_bigbuf_alloc(job->limit_bytes);
-	w->out = cb_bigbuf_alloc(job->limit_bytes);
-	if (w->inf == NULL || w->in == NULL || w->out == NULL)
-		return CB_E_NOMEM;
-	return CB_OK;
-}
-
-static void worker_clean_up(struct unpack_worker *w)
-{
-	if (w->dir_cache.fd >= 0)
-		close(w->dir_cache.fd);
-	w->dir_cache.fd = -1;
-	cb_inflate_destroy(w->inf);
-	cb_bigbuf_free(w->in, w->job->limit_bytes);
-	cb_bigbuf_free(w->out, w->job->limit_bytes);
-	w->inf = NULL;
-	w->in = w->out = NULL;
-}
-
-/* CPUs this process may run on: online, and allowed by its affinity (a container's cpuset). */
-static size_t usable_cpus(void)
-{
-	long online = sysconf(_SC_NPROCESSORS_ONLN);
-	cpu_set_t set;
-
-	if (sched_getaffinity(0, sizeof(set), &set) == 0 && CPU_COUNT(&set) > 0 &&
-	    CPU_COUNT(&set) < online)
-		online = CPU_COUNT(&set);
-	return online < 1 ? 1 : (size_t)online;
-}
-
-static size_t worker_count(const struct unpack_ctx *ctx, size_t nfiles)
-{
-	size_t n = usable_cpus();
-
-	if (n > UNPACK_WORKERS_MAX)
-		n = UNPACK_WORKERS_MAX;
-	/* Each one's two buffers hold at least the streaming chunks. */
-	if (n > ctx->buffers_bytes / (2 * UNPACK_WHOLE_MIN_BYTES))
-		n = ctx->buffers_bytes / (2 * UNPACK_WHOLE_MIN_BYTES);
-	if (n < 1)
-		n = 1;
-	/* A thread costs more than a handful of small files. */
-	if (n > nfiles / UNPACK_FILES_PER_WORKER_MIN + 1)
-		n = nfiles / UNPACK_FILES_PER_WORKER_MIN + 1;
-	return n;
-}
-
-/* The buffers of all workers together stay within ctx->buffers_bytes. */
-static size_t buffer_limit(const struct unpack_ctx *ctx, size_t workers)
-{
-	size_t limit = ctx->buffers_bytes / (2 * workers);
-
-	if (limit > UNPACK_WHOLE_MAX_BYTES)
-		limit = UNPACK_WHOLE_MAX_BYTES;
-	if (limit < UNPACK_WHOLE_MIN_BYTES)
-		limit = UNPACK_WHOLE_MIN_BYTES;
-	return limit;
-}
-
-/*
- * Streaming: job->bigs are the big files among job->files, in file order
- * (the same order), with a flag each for whoever takes it. false when out
- * of memory.
- */
-static bool list_stream_bigs(struct unpack_job *job, struct unpack_entry ***owned)
-{
-	struct unpack_entry **bigs;
-	size_t n = 0;
-
-	for (size_t i = 0; i < job->nfiles; i++)
-		n += is_streamed_file(job->files[i], job->limit_bytes);
-	bigs = malloc((n ? n : 1) * sizeof(*bigs));
-	job->big_taken = malloc((n ? n : 1) * sizeof(*job->big_taken));
-	if (bigs == NULL || job->big_taken == NULL) {
-		free(bigs);
-		free(job->big_taken);
-		job->big_taken = NULL;
-		return false;
-	}
-	n = 0;
-	for (size_t i = 0; i < job->nfiles; i++)
-		if (is_streamed_file(job->files[i], job->limit_bytes)) {
-			atomic_init(&job->big_taken[n], false);
-			bigs[n++] = job->files[i];
-		}
-	job->bigs = *owned = bigs;
-	job->nbigs = n;
-	return true;
-}
-
-/*
- * Every regular file, stored or deflated, by `workers` threads (the calling
- * thread is one of them): files[0..nbigs) are streamed, the others held
- * whole (streaming, nbigs is 0: files are in file order, big ones among
- * them). The first failure stops the others and is the one reported.
- */
-static enum cb_status write_files(struct unpack_ctx *ctx, struct unpack_entry *const *files,
-				  size_t nbigs, size_t nfiles, size_t workers, size_t limit_bytes)
-{
-	struct unpack_worker w[UNPACK_WORKERS_MAX];
-	struct unpack_job job;
-	struct unpack_punch punch;
-	struct unpack_entry **stream_bigs = NULL;
-	size_t ready = 0;
-	enum cb_status st = CB_OK;
-
-	assert(workers >= 1 && workers <= UNPACK_WORKERS_MAX);
-	assert(ctx->avail == NULL || nbigs == 0);
-	job.ctx = ctx;
-	job.bigs = files;
-	job.nbigs = nbigs;
-	job.big_taken = NULL;
-	job.files = files + nbigs;
-	job.nfiles = nfiles - nbigs;
-	job.limit_bytes = limit_bytes;
-	job.streaming = ctx->avail != NULL;
-	job.streams = workers;
-	job.chunks_per_stream =
-		((job.nfiles + UNPACK_CHUNK_FILES - 1) / UNPACK_CHUNK_FILES + job.streams - 1) /
-		job.streams;
-	atomic_init(&job.next_big, 0);
-	atomic_init(&job.next, 0);
-	for (size_t s = 0; s < UNPACK_WORKERS_MAX; s++)
-		atomic_init(&job.cursor[s], 0);
-	atomic_init(&job.stop, false);
-	atomic_init(&job.unpacked_bytes, ctx->res->unpacked_bytes);
-	job.punch = NULL;
-	job.nleftovers = 0;
-	if (pthread_mutex_init(&job.leftover_lock, NULL) != 0)
-		return nomem(ctx);
-	if (job.streaming && !list_stream_bigs(&job, &stream_bigs)) {
-		pthread_mutex_destroy(&job.leftover_lock);
-		return nomem(ctx);
-	}
-	/* A big entry's chunk may be done before it: punches keep off every big entry. */
-	if (ctx->opts->consume_zip && punch_init(&punch, &job, ctx->opts->zip_fd))
-		job.punch = &punch;
-	for (; ready < workers; ready++) {
-		st = worker_init(&w[ready], &job);
-		w[ready].index = ready;
-		if (st != CB_OK) {
-			ready++;
-			st = nomem(ctx);
-			goto out;
-		}
-	}
-	/* A thread that cannot start leaves its share to the others. */
-	for (size_t i = 1; i < workers; i++)
-		w[i].started = pthread_create(&w[i].thread, NULL, worker_run, &w[i]) == 0;
-	worker_run(&w[0]);
-	for (size_t i = 1; i < workers; i++)
-		if (w[i].started)
-			pthread_join(w[i].thread, NULL);
-	for (size_t i = 0; i < workers; i++) {
-		ctx->res->files += w[i].files;
-		if (w[i].first_failure) {
-			*ctx->err = w[i].err;
-			st = w[i].err.code;
-		}
-	}
-	ctx->res->unpacked_bytes = atomic_load(&job.unpacked_bytes);
-out:
-	for (size_t i = 0; i < ready; i++)
-		worker_clean_up(&w[i]);
-	if (job.punch != NULL)
-		punch_clean_up(job.punch);
-	free(stream_bigs);
-	free(job.big_taken);
-	pthread_mutex_destroy(&job.leftover_lock);
 	return st;
 }
 
@@ -2989,7 +1346,7 @@ static enum cb_status write_libzip_file(struct unpack_ctx *ctx, struct unpack_di
 	int fd = -1;
 	enum cb_status st;
 
-	st = create_file(ctx, cache, ctx->err, e, &fd);
+	st = unpack_create_file(ctx, cache, ctx->err, e, &fd);
 	if (st != CB_OK)
 		return st;
 	st = read_entry(ctx, e, fd, NULL);
@@ -3013,10 +1370,10 @@ static enum cb_status write_symlink(struct unpack_ctx *ctx, struct unpack_dir_ca
 	int dir_fd;
 	enum cb_status st;
 
-	st = open_dir_id(ctx, cache, ctx->err, e, e->dir_id, &dir_fd);
+	st = unpack_open_dir_id(ctx, cache, ctx->err, e, e->dir_id, &dir_fd);
 	if (st != CB_OK)
 		return st;
-	if (symlinkat(e->link_target, dir_fd, base_name(e)) != 0)
+	if (symlinkat(e->link_target, dir_fd, unpack_base_name(e)) != 0)
 		return sys_fail(ctx, e, errno, "create a symlink");
 	ctx->res->symlinks++;
 	return CB_OK;
@@ -3046,20 +1403,20 @@ static enum cb_status list_files(struct unpack_ctx *ctx, size_t limit_bytes,
 	for (size_t i = 0; i < ctx->count; i++) {
 		const struct unpack_entry *e = ctx->by_name[i];
 
-		if (e->kind == UNPACK_FILE && is_fast_method(e)) {
+		if (e->kind == UNPACK_FILE && unpack_is_fast_method(e)) {
 			nfiles++;
-			nbigs += is_big(e, limit_bytes);
+			nbigs += unpack_is_big(e, limit_bytes);
 		}
 	}
 	files = malloc((nfiles ? nfiles : 1) * sizeof(*files));
 	if (files == NULL)
-		return nomem(ctx);
+		return unpack_nomem(ctx);
 	s = nbigs;
 	for (size_t i = 0; i < ctx->count; i++) {
 		struct unpack_entry *e = ctx->by_name[i];
 
-		if (e->kind == UNPACK_FILE && is_fast_method(e)) {
-			if (is_big(e, limit_bytes))
+		if (e->kind == UNPACK_FILE && unpack_is_fast_method(e)) {
+			if (unpack_is_big(e, limit_bytes))
 				files[b++] = e;
 			else
 				files[s++] = e;
@@ -3068,7 +1425,7 @@ static enum cb_status list_files(struct unpack_ctx *ctx, size_t limit_bytes,
 	qsort(files, nbigs, sizeof(*files), cmp_size_down);
 	/* Consuming the zip wants each stream of chunks to walk one stretch of it. */
 	if (ctx->opts->consume_zip)
-		sort_by_local_offset(files + nbigs, nfiles - nbigs);
+		unpack_sort_by_local_offset(files + nbigs, nfiles - nbigs);
 	*files_out = files;
 	*nbigs_out = nbigs;
 	return CB_OK;
@@ -3126,13 +1483,13 @@ static enum cb_status judge_links(struct unpack_ctx *ctx)
 			continue;
 		assert(e->link_target != NULL);
 		if (strlen(e->link_target) != e->size_bytes)
-			return refuse_entry(ctx, e, "symlink target contains a NUL byte");
+			return unpack_refuse_entry(ctx, e, "symlink target contains a NUL byte");
 		if (e->link_target[0] == '/')
 			return refuse(ctx, e->raw_name, e->raw_name_len,
 				      "symlink target \"%s\" is absolute",
 				      show_target(e, shown, sizeof(shown)));
 		if (strchr(e->link_target, '\\') != NULL)
-			return refuse_entry(ctx, e, "symlink target contains a backslash");
+			return unpack_refuse_entry(ctx, e, "symlink target contains a backslash");
 	}
 	for (size_t i = 0; i < ctx->count; i++) {
 		if (ctx->entries[i].kind != UNPACK_SYMLINK)
@@ -3151,7 +1508,7 @@ static enum cb_status read_link_libzip(struct unpack_ctx *ctx, struct unpack_ent
 
 	e->link_target = malloc((size_t)e->size_bytes + 1);
 	if (e->link_target == NULL)
-		return nomem(ctx);
+		return unpack_nomem(ctx);
 	st = read_entry(ctx, e, -1, e->link_target);
 	if (st != CB_OK)
 		return st;
@@ -3171,14 +1528,14 @@ static enum cb_status list_stream(struct unpack_ctx *ctx, struct unpack_entry **
 
 	files = malloc((ctx->count ? ctx->count : 1) * sizeof(*files));
 	if (files == NULL)
-		return nomem(ctx);
+		return unpack_nomem(ctx);
 	for (size_t i = 0; i < ctx->count; i++) {
 		struct unpack_entry *e = &ctx->entries[i];
 
-		if (e->kind == UNPACK_DIR || is_fast_method(e))
+		if (e->kind == UNPACK_DIR || unpack_is_fast_method(e))
 			files[n++] = e;
 	}
-	sort_by_local_offset(files, n);
+	unpack_sort_by_local_offset(files, n);
 	*files_out = files;
 	*count_out = n;
 	return CB_OK;
@@ -3187,7 +1544,7 @@ static enum cb_status list_stream(struct unpack_ctx *ctx, struct unpack_entry **
 /* What only libzip reads (other methods), in this thread, before the workers. */
 static bool needs_libzip(const struct unpack_ctx *ctx, const struct unpack_entry *e)
 {
-	if (is_fast_method(e))
+	if (unpack_is_fast_method(e))
 		return false;
 	/* Not streaming, symlink targets were read while judging. */
 	return e->kind == UNPACK_FILE || (ctx->avail != NULL && e->kind == UNPACK_SYMLINK);
@@ -3199,7 +1556,7 @@ static size_t count_fast_files(const struct unpack_ctx *ctx)
 	size_t n = 0;
 
 	for (size_t i = 0; i < ctx->count; i++)
-		if (ctx->entries[i].kind == UNPACK_FILE && is_fast_method(&ctx->entries[i]))
+		if (ctx->entries[i].kind == UNPACK_FILE && unpack_is_fast_method(&ctx->entries[i]))
 			n++;
 	return n;
 }
@@ -3214,11 +1571,11 @@ static enum cb_status make_tree_dirs(struct unpack_ctx *ctx)
 	bool out_of_fds = false;
 	enum cb_status st;
 
-	st = plan_dirs(ctx);
+	st = unpack_plan_dirs(ctx);
 	if (st != CB_OK)
 		return st;
-	ctx->workers = worker_count(ctx, count_fast_files(ctx));
-	if (room_for_dir_table(ctx, ctx->workers)) {
+	ctx->workers = unpack_worker_count(ctx, count_fast_files(ctx));
+	if (unpack_room_for_dir_table(ctx, ctx->workers)) {
 		ctx->dir_fds = malloc(ctx->ndirs * sizeof(*ctx->dir_fds));
 		if (ctx->dir_fds != NULL) {
 			ctx->dir_fds[0] = ctx->opts->dest_fd;
@@ -3227,14 +1584,14 @@ static enum cb_status make_tree_dirs(struct unpack_ctx *ctx)
 		}
 	}
 	if (ctx->dir_fds != NULL && ctx->workers > 1 && ctx->ndirs > UNPACK_PARALLEL_DIRS_MIN)
-		st = make_dirs_parallel(ctx, ctx->workers, &out_of_fds);
+		st = unpack_make_dirs_parallel(ctx, ctx->workers, &out_of_fds);
 	else
-		st = make_dirs(ctx, &out_of_fds);
+		st = unpack_make_dirs(ctx, &out_of_fds);
 	if (st != CB_OK && out_of_fds) {
 		/* Descriptors are short after all: without the table, from the start. */
-		close_dir_table(ctx);
+		unpack_close_dir_table(ctx);
 		cb_error_init(ctx->err);
-		st = make_dirs(ctx, &out_of_fds);
+		st = unpack_make_dirs(ctx, &out_of_fds);
 	}
 	return st;
 }
@@ -3248,7 +1605,7 @@ static enum cb_status extract(struct unpack_ctx *ctx)
 	bool libzip_files = false;
 	enum cb_status st;
 
-	limit_bytes = buffer_limit(ctx, workers);
+	limit_bytes = unpack_buffer_limit(ctx, workers);
 	cb_log(CB_LOG_DEBUG, "unpack: %zu workers, %zu KiB buffers each", workers,
 	       2 * limit_bytes / 1024);
 	/* Streaming: the workers take every entry instead, in file order. */
@@ -3278,20 +1635,20 @@ static enum cb_status extract(struct unpack_ctx *ctx)
 		if (!needs_libzip(ctx, e))
 			continue;
 		if (ctx->avail != NULL)
-			st = check_header_now(ctx, e, ctx->buf, ctx->err);
+			st = unpack_check_header_now(ctx, e, ctx->buf, ctx->err);
 		if (st == CB_OK)
 			st = e->kind == UNPACK_FILE ? write_libzip_file(ctx, &cache, e) :
 						      read_link_libzip(ctx, e);
 	}
 	libzip_release_start(ctx, &release);
 	if (st == CB_OK && nfiles > 0)
-		st = write_files(ctx, files, nbigs, nfiles, workers, limit_bytes);
+		st = unpack_write_files(ctx, files, nbigs, nfiles, workers, limit_bytes);
 	if (st == CB_OK && ctx->avail != NULL) {
 		/* Every local header was checked on the way; the targets are all in. */
 		for (size_t i = 0; i < ctx->count && st == CB_OK; i++)
 			if (!ctx->entries[i].header_checked)
-				st = refuse_entry(ctx, &ctx->entries[i],
-						  "its local header was never read");
+				st = unpack_refuse_entry(ctx, &ctx->entries[i],
+							 "its local header was never read");
 		if (st == CB_OK)
 			st = judge_links(ctx);
 	}
@@ -3356,7 +1713,7 @@ static void fit_buffers(struct unpack_ctx *ctx)
 {
 	uint64_t budget = ctx->opts->memory_budget_bytes;
 	uint64_t largest = 0, limit, need;
-	size_t cpus = usable_cpus();
+	size_t cpus = unpack_usable_cpus();
 
 	for (size_t i = 0; i < ctx->count; i++) {
 		const struct unpack_entry *e = &ctx->entries[i];
@@ -3482,7 +1839,7 @@ static enum cb_status check_space(struct unpack_ctx *ctx)
 					    "free space there or, on Lambda, raise the function's "
 					    "ephemeral storage (up to 10240 MB)",
 					    (unsigned long long)needed,
-					    (unsigned long long)free_bytes, dest_shown(ctx));
+					    (unsigned long long)free_bytes, unpack_dest_shown(ctx));
 	}
 	return CB_OK;
 }
@@ -3505,7 +1862,7 @@ enum cb_status cb_unpack_zip(const struct cb_unpack_options *opts, struct cb_unp
 	ctx.umask_bits = read_umask();
 	ctx.buf = malloc(UNPACK_BUF_BYTES);
 	if (ctx.buf == NULL) {
-		st = nomem(&ctx);
+		st = unpack_nomem(&ctx);
 		goto out;
 	}
 	st = scan_end(&ctx, &cd);
@@ -3520,7 +1877,7 @@ enum cb_status cb_unpack_zip(const struct cb_unpack_options *opts, struct cb_unp
 	ctx.file_size = cd.file_size;
 	ctx.by_name = calloc(ctx.count ? ctx.count : 1, sizeof(*ctx.by_name));
 	if (ctx.by_name == NULL) {
-		st = nomem(&ctx);
+		st = unpack_nomem(&ctx);
 		goto out;
 	}
 	if (ctx.avail != NULL) {
@@ -3552,8 +1909,8 @@ enum cb_status cb_unpack_zip(const struct cb_unpack_options *opts, struct cb_unp
 	if (st == CB_OK)
 		st = extract(&ctx);
 out:
-	close_dir_table(&ctx);
-	restore_fd_limit(&ctx);
+	unpack_close_dir_table(&ctx);
+	unpack_restore_fd_limit(&ctx);
 	if (ctx.za != NULL)
 		zip_discard(ctx.za);
 	if (ctx.entries != NULL)
