@@ -464,6 +464,36 @@ def cpu_bound_text(res):
                 cores, "; ".join(parts)))
 
 
+def sys_spread_text(res):
+    """How far the system time of the same cold start moves from run to run, next to user time."""
+    parts, wide = [], False
+    for g in res["groups"]:
+        samples = [x for x in g["contenders"].get("cb_http", {}).get("samples", [])
+                   if x.get("rc") == 0]
+        if len(samples) < 2:
+            continue
+        us = [x["user_s"] for x in samples]
+        ss = [x["sys_s"] for x in samples]
+        wide = wide or max(ss) > 1.5 * max(min(ss), 1e-3)
+        parts.append("%s on %s: user %s to %s, system %s to %s" % (
+            g["bundle"], g["fs"], fmt_s(min(us)), fmt_s(max(us)), fmt_s(min(ss)), fmt_s(max(ss))))
+    if not parts or not wide:
+        return ""
+    return ("- The same cold start (from nginx) does the same work in every round, yet its system "
+            "time moves far more than its user time: %s. This VM gives the guest's free memory "
+            "back to its host (virtio-balloon free page reporting): measured by hand on "
+            "2026-12-06, writing 1 GB onto tmpfs took 0.2-0.3 s on pages freed a moment before "
+            "and 2.2-2.6 s on pages free for 30 s or more, of which only 2-4 GB stayed warm. "
+            "Every run writes into a fresh directory, so how much of its output lands on "
+            "such pages decides its system time (for `curl + unzip` and `unzip` as well), and "
+            "warming the memory once before the rounds would not last. In single runs of "
+            "the browser-like bundle onto tmpfs (`perf record -e cpu-clock -g`, by hand on "
+            "2026-12-06), the kernel's copy into new tmpfs pages (`copy_folio_from_iter_atomic`) "
+            "was 37-41 %% of coldboot's CPU and ISA-L's inflate 25-27 %%: on such days the "
+            "cold path sits against the VM's memory, then the one core that inflates the "
+            "biggest entry." % "; ".join(parts))
+
+
 def paced_verdict(cp, dp, fl):
     """What a cold start from the paced server shows, from its median and its two baselines."""
     if cp < 0.9 * dp:
@@ -558,6 +588,9 @@ def limits_text(res, p, phase, gm):
                  "helper now grows the table before its first thread. A big deflated entry was "
                  "inflated and written in turn by one thread; a writer thread now writes each "
                  "slice while the next is inflated. What the tmpfs runs show now is two busy cores.")
+    spread = sys_spread_text(res)
+    if spread:
+        lines.append(spread)
     srv = server_cpu_text(res)
     if srv:
         lines.append(srv)
