@@ -338,11 +338,17 @@ static void punch_range(const struct unpack_punch *punch, uint64_t from, uint64_
 
 		if (i < punch->nbigs) {
 			const struct unpack_entry *big = punch->bigs[i];
+			/*
+			 * Streaming, data_end is known only once its worker has read the
+			 * local header, and a chunk that holds it may be done before (its
+			 * other entries came with the tail): up to the next entry instead.
+			 */
+			uint64_t big_end = punch->avail != NULL ? big->next_offset : big->data_end;
 
-			if (big->data_end <= from || big->local_offset >= to)
+			if (big_end <= from || big->local_offset >= to)
 				continue;
 			end = big->local_offset > from ? big->local_offset : from;
-			next = big->data_end;
+			next = big_end;
 		}
 		punch_raw(punch, from, end);
 		from = next;
