@@ -460,20 +460,23 @@ struct fetch_ahead *fetch_ahead_new(struct fetch_state *st, const struct fetch_r
 	return ahead;
 }
 
+/* A side's or a lane's handle and headers, once its transfer is off the multi handle. */
+static void side_clean_up(struct fetch_side *side)
+{
+	if (side->curl != NULL)
+		curl_easy_cleanup(side->curl);
+	curl_slist_free_all(side->headers);
+}
+
 void fetch_ahead_destroy(struct fetch_ahead *ahead)
 {
 	if (ahead == NULL)
 		return;
 	cb_avail_set_waker(ahead->side.st->opts->avail, NULL, NULL);
-	lanes_stop(ahead->multi, &ahead->lanes);
-	if (ahead->side.curl != NULL)
-		curl_easy_cleanup(ahead->side.curl);
-	curl_slist_free_all(ahead->side.headers);
-	for (unsigned i = 0; i < FETCH_LANES_MAX; i++) {
-		if (ahead->lanes.lane[i].curl != NULL)
-			curl_easy_cleanup(ahead->lanes.lane[i].curl);
-		curl_slist_free_all(ahead->lanes.lane[i].headers);
-	}
+	lanes_stop(ahead->multi, &ahead->lanes); /* their parts' memory */
+	side_clean_up(&ahead->side);
+	for (unsigned i = 0; i < FETCH_LANES_MAX; i++)
+		side_clean_up(&ahead->lanes.lane[i]);
 	curl_multi_cleanup(ahead->multi);
 	free(ahead);
 }
