@@ -468,8 +468,7 @@ def sys_spread_text(res):
     """How far the system time of the same cold start moves from run to run, next to user time."""
     parts, wide = [], False
     for g in res["groups"]:
-        samples = [x for x in g["contenders"].get("cb_http", {}).get("samples", [])
-                   if x.get("rc") == 0]
+        samples = g["contenders"].get("cb_http", {}).get("samples", [])  # successful runs only
         if len(samples) < 2:
             continue
         us = [x["user_s"] for x in samples]
