@@ -8,6 +8,7 @@
  */
 #define _GNU_SOURCE /* prctl(PR_SET_PDEATHSIG) */
 #include "cold.h"
+#include "helper_heap.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -32,7 +33,10 @@ struct spawn {
 	int request_arg;            /* index in argv of that pipe's descriptor number */
 	unsigned want_values;       /* how many values a valid record carries */
 	int want_checksum;          /* non-zero: a successful record carries a checksum */
+	int tune_heap;              /* non-zero: GLIBC_TUNABLES of helper_heap.h */
 };
+
+extern char **environ;
 
 int cb_cold_record_write(int fd, const struct cb_cold_record *rec)
 {
@@ -184,8 +188,33 @@ static enum cb_status fill_request_pipe(const char *request, int *read_fd, struc
 	return CB_OK;
 }
 
+/*
+ * The helper's environment: this one, plus GLIBC_TUNABLES for its heap when
+ * asked and not set already. Built before the fork, so the child allocates
+ * nothing, and this process's own environment (the handler's) is not touched.
+ * Returns environ itself when nothing is added, NULL when out of memory.
+ */
+static char **helper_environment(const struct spawn *sp)
+{
+	static char tunables[] = "GLIBC_TUNABLES=" CB_HELPER_TUNABLES;
+	size_t n = 0;
+	char **env;
+
+	if (!sp->tune_heap || getenv("GLIBC_TUNABLES") != NULL)
+		return environ;
+	while (environ[n] != NULL)
+		n++;
+	env = malloc((n + 2) * sizeof(*env));
+	if (env == NULL)
+		return NULL;
+	memcpy(env, environ, n * sizeof(*env));
+	env[n] = tunables;
+	env[n + 1] = NULL;
+	return env;
+}
+
 /* In the child: make the passed descriptors survive the exec, then exec. Never returns. */
-static void exec_helper(const struct spawn *sp, int result_fd, pid_t parent)
+static void exec_helper(const struct spawn *sp, char **env, int result_fd, pid_t parent)
 {
 	struct cb_cold_record rec;
 	int fds[3] = {sp->pass_fds[0], sp->pass_fds[1], result_fd};
@@ -197,7 +226,7 @@ static void exec_helper(const struct spawn *sp, int result_fd, pid_t parent)
 	for (size_t i = 0; i < sizeof(fds) / sizeof(fds[0]); i++)
 		if (fds[i] >= 0 && fcntl(fds[i], F_SETFD, 0) != 0)
 			_exit(127);
-	execv(helper_path, (char *const *)(uintptr_t)sp->argv);
+	execve(helper_path, (char *const *)(uintptr_t)sp->argv, env);
 	saved = errno;
 	memset(&rec, 0, sizeof(rec));
 	rec.status = CB_E_CONFIG;
@@ -241,6 +270,7 @@ static enum cb_status run_helper(struct spawn *sp, struct cb_cold_record *rec, s
 	int result[2] = {-1, -1};
 	int request_fd = -1;
 	int restore_chld = 0;
+	char **env = NULL;
 	int overflow;
 	int wstatus = 0;
 	size_t len;
@@ -264,6 +294,12 @@ static enum cb_status run_helper(struct spawn *sp, struct cb_cold_record *rec, s
 	}
 	snprintf(fd_text[0], sizeof(fd_text[0]), "%d", result[1]);
 	sp->argv[2] = fd_text[0];
+	env = helper_environment(sp);
+	if (env == NULL) {
+		status = cb_error_set(err, CB_E_NOMEM, ENOMEM,
+				      "cannot start the download helper: out of memory");
+		goto out;
+	}
 
 	/* An inherited SIGCHLD=SIG_IGN would reap the helper before waitpid sees its status. */
 	memset(&dfl, 0, sizeof(dfl));
@@ -280,7 +316,7 @@ static enum cb_status run_helper(struct spawn *sp, struct cb_cold_record *rec, s
 		goto out;
 	}
 	if (pid == 0)
-		exec_helper(sp, result[1], parent);
+		exec_helper(sp, env, result[1], parent);
 	close(result[1]);
 	result[1] = -1;
 	if (request_fd >= 0) {
@@ -335,6 +371,8 @@ static enum cb_status run_helper(struct spawn *sp, struct cb_cold_record *rec, s
 		goto out;
 	}
 out:
+	if (env != environ)
+		free(env);
 	if (restore_chld)
 		(void)sigaction(SIGCHLD, &old_chld, NULL);
 	if (result[0] >= 0)
@@ -409,6 +447,8 @@ static enum cb_status proxy_install(const struct cb_install_request *req,
 	sp.request_arg = 4;
 	sp.want_values = 7;
 	sp.want_checksum = 0;
+	sp.tune_heap = req->memory_budget_bytes == 0 ||
+		       req->memory_budget_bytes >= CB_HELPER_TUNED_BUDGET_MIN;
 	status = run_helper(&sp, &rec, err);
 	if (status != CB_OK)
 		return status;

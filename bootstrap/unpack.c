@@ -46,6 +46,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <unistd.h>
@@ -53,6 +54,7 @@
 #include <zip.h>
 
 #include "bigbuf.h"
+#include "helper_heap.h"
 
 _Static_assert(UNPACK_METHOD_STORE == ZIP_CM_STORE && UNPACK_METHOD_DEFLATE == ZIP_CM_DEFLATE,
 	       "zip's method numbers");
@@ -1693,6 +1695,17 @@ static enum cb_status plan_memory(struct unpack_ctx *ctx, const struct unpack_cd
 				    (unsigned long long)((need + (1u << 20) - 1) >> 20),
 				    (unsigned long long)(budget >> 20),
 				    (unsigned long long)((need + (1u << 20) - 1) >> 20));
+	/*
+	 * With such a budget the heap comes in huge pages (helper_heap.h), whose
+	 * rounding is counted; an archive that leaves no room for it turns them
+	 * off instead, and gets the budget it would have had without them.
+	 */
+	if (budget >= CB_HELPER_TUNED_BUDGET_MIN) {
+		if (budget - need >= CB_HELPER_TUNED_HEAP_BYTES)
+			fixed += CB_HELPER_TUNED_HEAP_BYTES;
+		else
+			(void)prctl(PR_SET_THP_DISABLE, 1, 0, 0, 0);
+	}
 	if (budget - fixed < ctx->buffers_bytes)
 		ctx->buffers_bytes = (size_t)(budget - fixed);
 	ctx->fixed_bytes = fixed;
