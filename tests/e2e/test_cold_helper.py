@@ -245,5 +245,38 @@ def test_helper_refuses_to_run_by_hand():
         check_equal(proc.stdout, "", "stdout of %s" % argv)
 
 
+def test_helper_alone_gets_the_heap_tunables():
+    # bootstrap/helper_heap.h: the front sets GLIBC_TUNABLES for the helper when the memory
+    # budget is 64 MiB or more and the variable is unset; never for the handler, never over
+    # a value of the user's.
+    b = Bundle()
+    real = os.path.join(os.path.dirname(os.path.abspath(cbtest.COLDBOOT)), "coldboot-cold")
+    if not os.access(real, os.X_OK):
+        raise Skip("no coldboot-cold beside %s" % cbtest.COLDBOOT)
+    seen = os.path.join(b.work, "helper-env")
+    helper = b.fake_helper("recording-helper",
+                           '#!/bin/sh\nprintf "%%s\\n" "${GLIBC_TUNABLES-unset}" > "%s"\n'
+                           'exec "%s" "$@"\n' % (seen, real))
+    tuned = "glibc.malloc.hugetlb=1:glibc.malloc.top_pad=16777216"
+    for name, extra_args, user_value, expected in (
+            ("default budget", [], None, tuned),
+            ("64M", ["--memory-budget", "64M"], None, tuned),
+            ("32M", ["--memory-budget", "32M"], None, "unset"),
+            ("the user's own", [], "glibc.malloc.arena_max=4", "glibc.malloc.arena_max=4")):
+        env = cbtest.base_env({"COLDBOOT_COLD_EXE": helper})
+        env.pop("GLIBC_TUNABLES", None)
+        if user_value is not None:
+            env["GLIBC_TUNABLES"] = user_value
+        cache = os.path.join(b.work, "cache-" + name.replace(" ", "-"))
+        argv = [cbtest.COLDBOOT, "--url", b.url, "--checksum", b.checksum, "--dir", cache] + extra_args
+        proc = cbtest.run(argv + ["--", "sh", "-c", 'echo "handler:${GLIBC_TUNABLES-unset}"'], env=env)
+        check_exit(proc, 0, "cold start, %s" % name)
+        with open(seen) as f:
+            check_equal(f.read().strip(), expected, "the helper's GLIBC_TUNABLES, %s" % name)
+        check_equal(proc.stdout.strip(), "handler:%s" % (user_value or "unset"),
+                    "the handler's GLIBC_TUNABLES, %s" % name)
+        os.unlink(seen)
+
+
 if __name__ == "__main__":
     sys.exit(cbtest.main(globals()))
