@@ -586,7 +586,11 @@ def limits_text(res, p, phase, gm):
                  "kernel doubled the descriptor table, 60-90 ms idle for 2,878 directories; the "
                  "helper now grows the table before its first thread. A big deflated entry was "
                  "inflated and written in turn by one thread; a writer thread now writes each "
-                 "slice while the next is inflated. What the tmpfs runs show now is two busy cores.")
+                 "slice while the next is inflated. The workers waited 10-80 ms for libzip's own "
+                 "parse of the central directory (a second opinion on every entry), which glibc "
+                 "fed a page at a time (2,400 page faults for 26,000 entries); the helper's heap "
+                 "now grows 16 MiB at a time as huge pages (`bootstrap/helper_heap.h`) and that "
+                 "wait is 1-2 ms. What the tmpfs runs show now is two busy cores.")
     spread = sys_spread_text(res)
     if spread:
         lines.append(spread)
