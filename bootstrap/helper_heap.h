@@ -1,7 +1,7 @@
 /*
  * How the download helper's heap is set up. libzip parses the central
  * directory with a few small mallocs per entry, and glibc grows a thread's
- * heap a page at a time: 2,400 page faults and as many heap extensions for
+ * heap a page at a time: 2,400 page faults and 1,800 heap extensions for
  * the 26,000 entries of the site-packages bench bundle, 40-70 ms in a VM
  * where a page fault is slow, with the workers waiting for that parse. Grown
  * in 16 MiB steps and backed by transparent huge pages, the same parse takes
